@@ -1,0 +1,79 @@
+"""The shipped service, written the way we want users to write theirs: plain
+spyne methods, and ``@task_rpc`` where the work takes long."""
+
+import logging
+import time
+
+from spyne import ComplexModel, Double, Integer, ServiceBase, Unicode, rpc
+
+from tasktypes import task_rpc
+
+logger = logging.getLogger(__name__)
+
+
+class InstanceInformation(ComplexModel):
+    """A virtual machine as ``cloneInstance`` reports it."""
+
+    __namespace__ = "tasktypes.service"
+    _type_info = [
+        ("instance_id", Unicode),
+        ("name", Unicode),
+        ("state", Unicode),
+        # a flat list of strings; Array(Unicode) would add a wrapper element
+        ("disk_images", Unicode(max_occurs="unbounded")),
+    ]
+
+
+class TaskService(ServiceBase):
+    @rpc(Unicode, _returns=Unicode)
+    def echo(ctx, text):
+        """Returns ``text``: the plain call tasks are measured against."""
+        return text
+
+    @task_rpc(Integer(min_occurs=1, nillable=False), Double(min_occurs=1, nillable=False),
+              _returns=Integer)
+    def countdown(ctx, steps, delay, update_progress):
+        """``steps`` steps of ``delay`` seconds, reporting progress after each."""
+        for i in range(steps):
+            time.sleep(delay)
+            update_progress((i + 1) / steps, "%d / %d" % (i + 1, steps))
+        return steps
+
+    @task_rpc(Unicode, Double(min_occurs=1, nillable=False), _returns=Integer)
+    def failingTask(ctx, message, delay, update_progress):
+        """Waits ``delay`` seconds, then fails with ``ValueError(message)``."""
+        time.sleep(delay)
+        raise ValueError(message)
+
+    @task_rpc(Unicode, Integer, _returns=Integer)
+    def taskExample(ctx, session_id, counter, **kw):
+        """Ladon's example task, with Ladon's ``**kw`` style: 60 steps of 0.5 s."""
+        logger.info("taskExample %s started for session %s", ctx.task_id, session_id)
+        for i in range(60):
+            time.sleep(0.5)
+            kw["update_progress"]((i + 1) / 60.0, "step %d of 60" % (i + 1))
+        return counter
+
+    @task_rpc(Unicode, Unicode, _returns=InstanceInformation)
+    def cloneInstance(ctx, instance_id, new_instance_name, update_progress):
+        """A simulated clone of a virtual machine, in stages."""
+        stages = ["snapshot", "copy disks", "register", "boot"]
+        for i, stage in enumerate(stages):
+            logger.info("cloneInstance %s: %s", ctx.task_id, stage)
+            time.sleep(0.2)
+            update_progress((i + 1) / len(stages), stage)
+        return InstanceInformation(
+            instance_id="%s-clone" % instance_id, name=new_instance_name,
+            state="running",
+            disk_images=["%s-disk%d.qcow2" % (new_instance_name, n) for n in (0, 1)])
+
+    @task_rpc(Double(min_occurs=1, nillable=False), _returns=Integer,
+              _time_limit=3, _max_running=2)
+    def slowTask(ctx, seconds, update_progress):
+        """Sleeps ``seconds`` in steps of 0.1 s; at most two run at once, and
+        none for longer than 3 s."""
+        steps = max(1, int(round(seconds * 10)))
+        for i in range(steps):
+            time.sleep(seconds / steps)
+            update_progress((i + 1) / steps)
+        return int(seconds)

@@ -1,0 +1,221 @@
+"""Service classes -> one WSGI application: SOAP 1.1 at ``/soap`` (WSDL at
+``/soap?wsdl``), JSON-RPC 2.0 at ``/jsonrpc``.
+
+    application = make_application([TaskService], store=ThreadStore())
+
+Around spyne this adds what a public endpoint needs: request bodies are
+limited before they are read (HTTP 413); SOAP bodies with a DTD are refused
+before parsing (no entity tricks); an empty body is a client fault; the WSDL's
+``soap:address`` is the configured public URL or the request's own address,
+never whatever Host header came first; and spyne's logs stay one readable
+line per bad request.
+"""
+
+import io
+import logging
+from xml.sax.saxutils import escape
+
+from spyne import Application, Fault
+from spyne.protocol.soap import Soap11
+from spyne.server.wsgi import WsgiApplication
+
+from .jsonrpc import JsonRpc20, JsonRpcApplication
+from .errors import TaskError
+from .store import ThreadStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DEFAULT_MAX_WAIT = 30.0
+DEFAULT_TNS = "tasktypes"
+SOAP_PATH = "/soap"
+JSONRPC_PATH = "/jsonrpc"
+
+# The WSDL is built once with this address, which each request replaces.
+_ADDRESS_PLACEHOLDER = "http://tasktypes.invalid/soap"
+
+
+class SafeSoap11(Soap11):
+    """SOAP 1.1 that refuses what a SOAP message must not contain.
+
+    SOAP 1.1 forbids a document type declaration in a message, so one is a
+    client fault before any entity can be declared, let alone expanded; the
+    parser also keeps entities unresolved (spyne's default) as a second line.
+    """
+
+    def create_in_document(self, ctx, charset=None):
+        body = b"".join(ctx.in_string)
+        if not body.strip():
+            raise Fault("Client.EmptyRequest", "the request body is empty")
+        if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+            raise Fault("Client.DTDNotAllowed", "a SOAP message must not contain a DTD")
+        ctx.in_string = [body]
+        super().create_in_document(ctx, charset)
+        if ctx.in_document[0].getroottree().docinfo.doctype:
+            raise Fault("Client.DTDNotAllowed", "a SOAP message must not contain a DTD")
+
+
+class SoapApplication(WsgiApplication):
+    """spyne's WSGI server with the WSDL built once and addressed per request."""
+
+    def __init__(self, app, public_url=None):
+        super().__init__(app)
+        self.public_url = public_url and public_url.rstrip("/") + SOAP_PATH
+        self.doc.wsdl11.build_interface_document(_ADDRESS_PLACEHOLDER)
+        self._wsdl = self.doc.wsdl11.get_interface_document()
+        self._wsdl_parts = self._wsdl.split(_ADDRESS_PLACEHOLDER.encode())
+
+    def handle_wsdl_request(self, environ, start_response, url):
+        address = self.public_url or request_url(environ)
+        wsdl = escape(address, {'"': "&quot;"}).encode("utf-8").join(self._wsdl_parts)
+        start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"),
+                                  ("Content-Length", str(len(wsdl)))])
+        return [wsdl]
+
+
+def request_url(environ):
+    """The address this request came to, without the query string."""
+    from urllib.parse import quote
+    host = environ.get("HTTP_HOST") or "%s:%s" % (environ["SERVER_NAME"],
+                                                  environ["SERVER_PORT"])
+    return "%s://%s%s%s" % (environ["wsgi.url_scheme"], host,
+                            quote(environ.get("SCRIPT_NAME", "")),
+                            quote(environ.get("PATH_INFO", "")))
+
+
+class TaskTypesApplication:
+    """The WSGI application: mounts by path and limits body sizes."""
+
+    def __init__(self, mounts, store, max_body):
+        self.mounts = mounts
+        self.store = store
+        self.max_body = max_body
+        self._warned = False
+
+    def __call__(self, environ, start_response):
+        if not self._warned:
+            self._warn_if_multiprocess(environ)
+        path = environ.get("PATH_INFO") or "/"
+        app = self.mounts.get(path.rstrip("/") or "/")
+        if app is None:
+            return _plain(start_response, "404 Not Found",
+                          "not found; endpoints: %s\n" % ", ".join(sorted(self.mounts)))
+        if environ.get("REQUEST_METHOD") == "POST":
+            refusal = self._limit_body(environ)
+            if refusal is not None:
+                return _plain(start_response, "413 Request Entity Too Large",
+                              refusal, [("Connection", "close")])
+        return app(environ, start_response)
+
+    def close(self):
+        """Stop the store's runner and connections."""
+        self.store.close()
+
+    def _limit_body(self, environ):
+        """Refuse a body over ``max_body`` before reading it; give chunked
+        bodies (no Content-Length) a length by reading at most the limit."""
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            try:
+                size = int(length)
+            except ValueError:
+                return "bad Content-Length\n"
+            if size > self.max_body:
+                return "request body of %d bytes is over the limit of %d\n" % (
+                    size, self.max_body)
+            return None
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = environ["wsgi.input"].read(self.max_body + 1)
+            if len(body) > self.max_body:
+                return "request body is over the limit of %d bytes\n" % self.max_body
+        else:
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return None
+
+    def _warn_if_multiprocess(self, environ):
+        self._warned = True
+        if environ.get("wsgi.multiprocess") and not self.store.shared:
+            logger.warning(
+                "this server runs several processes but tasks are kept in one "
+                "process's memory (thread store): progress and result calls that "
+                "reach another process get TaskNotFound. Use one process with "
+                "many threads, or TASKTYPES_STORE=redis.")
+
+
+def _plain(start_response, status, text, headers=()):
+    body = text.encode("utf-8")
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Length", str(len(body)))] + list(headers))
+    return [body]
+
+
+def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
+                     public_url=None, max_body=DEFAULT_MAX_BODY,
+                     max_wait=DEFAULT_MAX_WAIT):
+    """The WSGI application serving ``services`` over SOAP and JSON-RPC.
+
+    ``store`` keeps task state (a new ``ThreadStore`` if not given);
+    ``public_url`` is the base URL for the WSDL's address (default: each
+    request's own); ``max_body`` limits request bodies in bytes; ``max_wait``
+    caps ``m_wait`` in seconds.
+    """
+    if store is None:
+        store = ThreadStore()
+    quiet_spyne_logs()
+
+    def spyne_app(protocol_in, protocol_out):
+        app = Application(services, tns, name=name,
+                          in_protocol=protocol_in, out_protocol=protocol_out)
+        app.tasktypes_store = store
+        app.tasktypes_max_wait = max_wait
+        return app
+
+    mounts = {
+        SOAP_PATH: SoapApplication(spyne_app(SafeSoap11(validator="soft"), Soap11()),
+                                   public_url),
+        JSONRPC_PATH: JsonRpcApplication(spyne_app(JsonRpc20(), JsonRpc20())),
+    }
+    return TaskTypesApplication(mounts, store, max_body)
+
+
+# -- logs ---------------------------------------------------------------
+
+MAX_LOGGED_CHARS = 2000
+
+
+class _ShortRecords(logging.Filter):
+    """Keeps spyne's records one readable line: a bad request's body is cut
+    to ``MAX_LOGGED_CHARS``, and faults that are the client's doing (or task
+    outcomes such as TaskFailed, logged where the task ran) lose their
+    traceback."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, TaskError) or (
+                isinstance(exc, Fault) and str(exc.faultcode).startswith("Client")):
+            record.exc_info = None
+            record.exc_text = None
+            if record.levelno > logging.INFO:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        message = record.getMessage()
+        if len(message) > MAX_LOGGED_CHARS:
+            record.msg = "%s... [%d chars cut]" % (message[:MAX_LOGGED_CHARS],
+                                                   len(message) - MAX_LOGGED_CHARS)
+            record.args = None
+        return True
+
+
+_SPYNE_LOGGERS = ("spyne.application", "spyne.application.client",
+                  "spyne.application.server", "spyne.server._base",
+                  "spyne.server.wsgi", "spyne.protocol.soap.soap11",
+                  "spyne.protocol.soap.soap11.invalid", "spyne.protocol._base",
+                  "spyne.protocol._inbase")
+
+
+def quiet_spyne_logs():
+    for name in _SPYNE_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _ShortRecords) for f in log.filters):
+            log.addFilter(_ShortRecords())

@@ -1,0 +1,104 @@
+"""Settings from the environment, read once when ``wsgi.py`` is imported, so
+that the development server, mod_wsgi and any other WSGI server configure the
+service the same way.
+
+    settings = Settings.from_environ()     # raises ConfigError naming the variable
+    store = settings.make_store()
+
+The variables and their defaults are the contract's table (CONTRACT.md,
+"Configuration").
+"""
+
+import math
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .app import DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT
+from .store import DEFAULT_RESULT_TTL, DEFAULT_WORKERS
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: str = "thread"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    result_ttl: float = DEFAULT_RESULT_TTL
+    max_body: int = DEFAULT_MAX_BODY
+    workers: int = DEFAULT_WORKERS
+    public_url: str = None
+    max_wait: float = DEFAULT_MAX_WAIT
+
+    @classmethod
+    def from_environ(cls, environ=None):
+        env = os.environ if environ is None else environ
+        d = cls()
+
+        def get(name, parse, default):
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                return parse(raw.strip())
+            except ValueError as exc:
+                raise ConfigError("%s=%r: %s" % (name, raw, exc)) from None
+
+        return cls(
+            store=get("TASKTYPES_STORE", _choice("thread", "redis"), d.store),
+            redis_url=get("TASKTYPES_REDIS_URL", _redis_url, d.redis_url),
+            result_ttl=get("TASKTYPES_RESULT_TTL", _positive(float), d.result_ttl),
+            max_body=get("TASKTYPES_MAX_BODY", _positive(int), d.max_body),
+            workers=get("TASKTYPES_WORKERS", _positive(int), d.workers),
+            public_url=get("TASKTYPES_PUBLIC_URL", _http_url, d.public_url),
+            max_wait=get("TASKTYPES_MAX_WAIT", _positive(float), d.max_wait),
+        )
+
+    def make_store(self):
+        if self.store == "redis":
+            from .redis_store import RedisStore
+            return RedisStore(self.redis_url, workers=self.workers,
+                              result_ttl=self.result_ttl)
+        from .store import ThreadStore
+        return ThreadStore(workers=self.workers, result_ttl=self.result_ttl)
+
+    def application_options(self):
+        """Keyword arguments of ``make_application`` that come from here."""
+        return {"public_url": self.public_url, "max_body": self.max_body,
+                "max_wait": self.max_wait}
+
+
+def _choice(*allowed):
+    def parse(raw):
+        if raw not in allowed:
+            raise ValueError("must be one of %s" % ", ".join(allowed))
+        return raw
+    return parse
+
+
+def _positive(kind):
+    def parse(raw):
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError("must be a positive %s" % ("integer" if kind is int
+                                                        else "number")) from None
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError("must be greater than 0")
+        return value
+    return parse
+
+
+def _redis_url(raw):
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _http_url(raw):
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return raw

@@ -1,0 +1,174 @@
+"""``task_rpc``: one method body becomes a task type.
+
+    class Reports(ServiceBase):
+        @task_rpc(Integer, _returns=Unicode, _time_limit=600, _max_running=2)
+        def report(ctx, year, update_progress):
+            update_progress(0.5, "half way")
+            return "done"
+
+publishes five spyne methods: ``report(year) -> TaskInfoResponse`` (starts the
+body in the background), ``report_progress(task_id)``,
+``report_result(task_id) -> Unicode``, ``report_cancel(task_id)`` and
+``report_wait(task_id, timeout)``.
+
+spyne's ``ServiceMeta`` turns each decorated attribute into exactly one
+method; our ``explain`` hook runs at that moment, with the service class in
+hand, and registers the four sibling methods on the class the same way
+``ServiceMeta`` does. Published methods find their store on the spyne
+``Application`` (``make_application`` puts it there); a plain spyne
+``Application`` gets a process-wide ``ThreadStore``.
+"""
+
+import math
+import threading
+
+from spyne import Double, Integer64
+from spyne.decorator import rpc
+
+from .model import TaskInfoResponse, TaskProgressResponse
+
+#: Every task type by its ``key``, so a child process that imports the
+#: service module can find the body to run.
+TASK_TYPES = {}
+
+TaskId = Integer64(min_occurs=1, nillable=False)
+WaitTimeout = Double(min_occurs=1, nillable=False, ge=0, type_name="WaitSeconds")
+
+# Arguments of @rpc that describe what the method returns: they go to
+# m_result, the rest to m.
+_RESULT_KPARAMS = ("_returns", "_out_variable_name", "_out_variable_names",
+                   "_body_style", "_soap_body_style", "_out_message_name")
+
+_default_store = None
+_default_store_lock = threading.Lock()
+
+
+class TaskType:
+    """What a store needs to know of one task-type method."""
+
+    def __init__(self, name, key, body, returns, time_limit, max_running):
+        self.name = name
+        self.key = key
+        self.body = body
+        self.returns = returns
+        self.time_limit = time_limit
+        self.max_running = max_running
+
+    @property
+    def time_limit_message(self):
+        return "time limit of %g s exceeded" % self.time_limit
+
+    def __repr__(self):
+        return "TaskType(%r)" % self.key
+
+
+def store_of(ctx):
+    store = getattr(ctx.app, "tasktypes_store", None)
+    if store is None:
+        store = ctx.app.tasktypes_store = default_store()
+    return store
+
+
+def default_store():
+    """The store of applications not built by ``make_application``."""
+    global _default_store
+    with _default_store_lock:
+        if _default_store is None:
+            from .store import ThreadStore
+            _default_store = ThreadStore()
+        return _default_store
+
+
+def _check_limit(method, option, value, kind):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind) \
+            or (isinstance(value, float) and not math.isfinite(value)) or value <= 0:
+        raise ValueError("@task_rpc method %r: %s must be a positive %s, not %r"
+                         % (method, option, kind.__name__ if kind is int else "number",
+                            value))
+    return value
+
+
+def _argument_names(f):
+    code = f.__code__
+    names = code.co_varnames[1:code.co_argcount]  # without ctx
+    return tuple(n for n in names if n != "update_progress")
+
+
+def task_rpc(*params, **kparams):
+    """Like spyne's ``rpc``, for a body that runs as a task.
+
+    Takes ``rpc``'s arguments plus ``_time_limit`` (seconds a task may run)
+    and ``_max_running`` (tasks of this method running at once). The body
+    gets ``update_progress(fraction[, message])`` as a keyword argument.
+    """
+    time_limit = kparams.pop("_time_limit", None)
+    max_running = kparams.pop("_max_running", None)
+    result_kparams = {k: kparams.pop(k) for k in _RESULT_KPARAMS if k in kparams}
+    returns = result_kparams.get("_returns")
+
+    def explain(f):
+        def explain_method(**kwargs):
+            name = kwargs["_default_function_name"]
+            cls = kwargs["_service_class"]
+            task_type = TaskType(
+                name, "%s:%s.%s" % (cls.__module__, cls.__qualname__, name), f, returns,
+                _check_limit(name, "_time_limit", time_limit, (int, float)),
+                _check_limit(name, "_max_running", max_running, int))
+            TASK_TYPES[task_type.key] = task_type
+            _publish_controls(cls, task_type, result_kparams)
+
+            def submit(ctx, *args):
+                state = store_of(ctx).submit(task_type, args)
+                return TaskInfoResponse(task_id=state.task_id)
+
+            submit.__doc__ = f.__doc__
+            submit.__name__ = submit.__qualname__ = name
+            submit.task_type = task_type
+            return rpc(*params, _returns=TaskInfoResponse,
+                       _args=_argument_names(f), **kparams)(submit)(**kwargs)
+
+        explain_method._is_rpc = True
+        explain_method.__doc__ = f.__doc__
+        return explain_method
+
+    return explain
+
+
+def _publish_controls(cls, task_type, result_kparams):
+    name = task_type.name
+    def progress(ctx, task_id):
+        return TaskProgressResponse.of(store_of(ctx).read(task_type, task_id))
+
+    def result(ctx, task_id):
+        return store_of(ctx).result(task_type, task_id)
+
+    def cancel(ctx, task_id):
+        return TaskProgressResponse.of(store_of(ctx).cancel(task_type, task_id))
+
+    def wait(ctx, task_id, timeout):
+        limit = getattr(ctx.app, "tasktypes_max_wait", 30.0)
+        state = store_of(ctx).wait(task_type, task_id, min(timeout, limit))
+        return TaskProgressResponse.of(state)
+
+    progress.__doc__ = "Where a %s task stands." % name
+    result.__doc__ = "What a finished %s task returned." % name
+    cancel.__doc__ = "Stop a queued or running %s task." % name
+    wait.__doc__ = ("Where a %s task stands once it has finished, or after "
+                    "timeout seconds." % name)
+    controls = [
+        ("_progress", progress, (TaskId,), {"_returns": TaskProgressResponse}),
+        ("_result", result, (TaskId,), result_kparams),
+        ("_cancel", cancel, (TaskId,), {"_returns": TaskProgressResponse}),
+        ("_wait", wait, (TaskId, WaitTimeout), {"_returns": TaskProgressResponse}),
+    ]
+    for suffix, function, types, kp in controls:
+        method = name + suffix
+        function.__name__ = function.__qualname__ = method  # spyne's method key
+        descriptor = rpc(*types, **kp)(function)(_default_function_name=method,
+                                                 _service_class=cls)
+        # as spyne's ServiceMeta does for the methods it finds itself
+        setattr(cls, method, staticmethod(descriptor.function))
+        descriptor.reset_function(getattr(cls, method))
+        cls.public_methods[method] = descriptor

@@ -1,0 +1,79 @@
+"""The errors a task-type method can answer with, and their one table.
+
+Each error is a spyne ``Fault``, so SOAP needs nothing more; ``CODES`` maps
+each class to its SOAP faultcode and JSON-RPC error code, and every protocol
+reads it from here (walking ``type(exc).__mro__``), so a new error is one
+class and one line. ``data`` holds what a JSON-RPC error's ``data`` carries
+beyond the faultcode (the task's ``status`` and ``progress`` where they apply).
+"""
+
+from spyne import Fault
+
+
+class TaskError(Fault):
+    """Base of the task errors; the faultcode comes from ``CODES``."""
+
+    def __init__(self, message, **data):
+        super().__init__(faultcode=CODES[type(self)][0], faultstring=message)
+        self.data = data
+
+
+class TaskNotFound(TaskError):
+    """Unknown, expired, or belonging to another method."""
+
+
+class TaskNotFinished(TaskError):
+    """``m_result`` asked before the task ended."""
+
+
+class TaskFailed(TaskError):
+    """The body raised; the message is the exception's type and text."""
+
+
+class TaskCancelled(TaskError):
+    """``m_result`` of a task that was cancelled."""
+
+
+class TaskTimedOut(TaskError):
+    """The task ran past its method's ``_time_limit``."""
+
+
+class StoreUnavailable(TaskError):
+    """The task store (Redis) cannot be reached."""
+
+
+class Busy(TaskError):
+    """The queue of waiting tasks is full."""
+
+
+class InvalidProgress(ValueError):
+    """``update_progress`` got NaN or a non-number (raised inside the task)."""
+
+
+class TaskStopped(BaseException):
+    """Raised inside a thread-store body by ``update_progress`` once its task
+    is cancelled or timed out. A ``BaseException`` so that a body's own
+    ``except Exception:`` does not swallow it."""
+
+
+#: error class -> (SOAP faultcode, JSON-RPC error code)
+CODES = {
+    TaskNotFound: ("Client.TaskNotFound", -32001),
+    TaskNotFinished: ("Client.TaskNotFinished", -32002),
+    TaskFailed: ("Server.TaskFailed", -32003),
+    TaskCancelled: ("Client.TaskCancelled", -32004),
+    TaskTimedOut: ("Server.TaskTimedOut", -32005),
+    StoreUnavailable: ("Server.StoreUnavailable", -32010),
+    Busy: ("Server.Busy", -32011),
+}
+
+#: JSON-RPC code for any other spyne Fault; its faultcode goes into ``data``.
+OTHER_FAULT_CODE = -32000
+
+
+def jsonrpc_code(fault):
+    """The JSON-RPC error code of a spyne Fault (ours or anybody's)."""
+    for cls in type(fault).__mro__:
+        if cls in CODES:
+            return CODES[cls][1]
+    return OTHER_FAULT_CODE

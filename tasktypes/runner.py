@@ -1,0 +1,127 @@
+"""Where task bodies run in the thread store: a bounded pool of threads.
+
+Waiting tasks sit in one queue; a free worker takes the oldest task whose
+method is under its ``_max_running`` limit, so a method at its limit never
+holds up the others. Beyond ``max_queued`` waiting tasks, submissions get
+``Busy``: never one unbounded thread per call.
+
+A thread cannot be killed. Cancel and time limit mark the task at once (the
+store refuses its later writes), and the body's next ``update_progress``
+raises ``TaskStopped`` so that it ends; a body that never reports progress
+runs on and its result is discarded.
+"""
+
+import collections
+import logging
+import threading
+
+from .errors import Busy, TaskStopped
+from .store import error_text
+
+logger = logging.getLogger(__name__)
+
+
+class TaskContext:
+    """The ``ctx`` a task body receives: plain data, no request objects, so
+    that it can cross a process boundary (the Redis store runs bodies in
+    child processes)."""
+
+    __slots__ = ("task_id", "method")
+
+    def __init__(self, task_id, method):
+        self.task_id = task_id
+        self.method = method
+
+    def __repr__(self):
+        return "TaskContext(task_id=%r, method=%r)" % (self.task_id, self.method)
+
+
+def run_body(task_type, task_id, args, update_progress):
+    """Call a task body the way every runner does."""
+    return task_type.body(TaskContext(task_id, task_type.name), *args,
+                          update_progress=update_progress)
+
+
+class ThreadRunner:
+    def __init__(self, store, workers, max_queued):
+        self.store = store
+        self.workers = workers
+        self.max_queued = max_queued
+        self._waiting = collections.deque()  # (task_type, task_id, args)
+        self._running = collections.Counter()  # method name -> running now
+        self._threads = []
+        self._idle = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def enqueue(self, task_type, task_id, args):
+        with self._cond:
+            if len(self._waiting) >= self.max_queued:
+                raise Busy("%d tasks are waiting already; try again later"
+                           % len(self._waiting))
+            self._waiting.append((task_type, task_id, args))
+            if self._idle == 0 and len(self._threads) < self.workers:
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name="tasktypes-worker-%d" % len(self._threads))
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._cond.notify_all()
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _next(self):
+        """The oldest waiting task whose method has a free slot (lock held)."""
+        for i, item in enumerate(self._waiting):
+            limit = item[0].max_running
+            if limit is None or self._running[item[0].name] < limit:
+                del self._waiting[i]
+                self._running[item[0].name] += 1
+                return item
+        return None
+
+    def _work(self):
+        while True:
+            with self._cond:
+                item = self._next()
+                while item is None:
+                    if self._closed:
+                        return
+                    self._idle += 1
+                    self._cond.wait()
+                    self._idle -= 1
+                    item = self._next()
+            try:
+                self._run(*item)
+            finally:
+                with self._cond:
+                    self._running[item[0].name] -= 1
+                    self._cond.notify_all()
+
+    def _run(self, task_type, task_id, args):
+        store = self.store
+        if not store.start(task_id):
+            return  # cancelled while queued
+        timer = None
+        if task_type.time_limit:
+            timer = threading.Timer(task_type.time_limit, store.fail,
+                                    (task_id, task_type.time_limit_message, True))
+            timer.daemon = True
+            timer.start()
+        try:
+            result = run_body(task_type, task_id, args,
+                              lambda fraction, message=None:
+                              store.update_progress(task_id, fraction, message))
+        except TaskStopped:
+            pass
+        except Exception as exc:
+            logger.exception("task %d of %s failed", task_id, task_type.name)
+            store.fail(task_id, error_text(exc))
+        else:
+            store.finish(task_id, result)
+        finally:
+            if timer is not None:
+                timer.cancel()

