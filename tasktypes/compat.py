@@ -8,33 +8,35 @@ removed that fallback from the import system. Newer six releases add
 copy the same three methods. (On 3.13 spyne also imports the removed ``cgi``
 module: that is the ``legacy-cgi`` dependency in ``setup.py``, not code here.)
 
-How it takes effect. The fix has to be in place before the first ``import
-spyne`` of a process, and users write ``from spyne import ...`` before ``from
+How it takes effect. The fix must be in place before a process first
+imports spyne, and users write ``from spyne import ...`` before ``from
 tasktypes import ...``. So the package installs ``tasktypes-compat.pth`` into
-site-packages (regular and editable installs alike, see ``setup.py``), and
-``site`` runs its one line at every interpreter start, child processes of
-``multiprocessing`` included. That line does nothing below 3.12; on 3.12+ it
-loads this file by its path (as ``_tasktypes_compat``, without importing the
-``tasktypes`` package, which would import spyne and lxml) and calls
-:func:`install`. ``install`` only puts a small finder at the front of
-``sys.meta_path``: it imports nothing, and the finder does nothing until a
-module it patches is imported, then lets the real loader run that module and
-patches it right after. ``tasktypes/__init__.py`` imports this module too, so
-``import tasktypes`` before spyne is enough where the ``.pth`` did not run.
+site-packages (regular and editable installs alike: see ``setup.py``), and
+``site`` runs its one line at every interpreter start, in ``multiprocessing``
+children too (spawn and forkserver start a new interpreter; fork inherits).
+Below 3.12 that line does nothing. On 3.12+ it loads this file by its path, as
+``_tasktypes_compat``, without importing the ``tasktypes`` package (which
+imports spyne and lxml), and this file's last line calls :func:`install`.
+``install`` puts a small finder at the front of ``sys.meta_path`` and imports
+nothing. The finder ignores every module but the ones in ``_PATCHES``; for
+those it lets the real loader run the module, then patches it. Nothing of
+spyne is copied and no installed file is changed. ``tasktypes/__init__.py``
+imports this module first, so where the ``.pth`` did not run, importing
+tasktypes before spyne is enough::
+
+    import tasktypes                    # from a source checkout, on 3.12+
+    from spyne import ServiceBase, rpc  # now imports
 
 Limits:
 
-- ``python -S``, ``-I`` with a site-packages that is not the one tasktypes is
-  in, or an environment that skips ``.pth`` files: the hook is not there, and
-  on 3.12+ spyne then imports only after ``import tasktypes``.
-- A source checkout used without installing it (``PYTHONPATH=.``) has no
-  ``.pth`` either: same rule, import tasktypes first.
-- It patches spyne 2.14.0; a spyne release that fixes this makes the patches
-  no-ops (each one checks before it changes anything).
-- SOAP on 3.13 needs ``legacy-cgi`` (installed with tasktypes there).
-
-Nothing happens below 3.12: :data:`NEEDED` is false and :func:`install`
-returns at once.
+- No ``.pth`` runs under ``python -S``, nor from a user site-packages under
+  ``-s``/``-I``, nor for a source checkout on ``PYTHONPATH`` that was never
+  installed: there, on 3.12+, import tasktypes before spyne.
+- It fixes spyne 2.14.0. Each patch checks first, so a spyne release that
+  fixes the same thing turns it into a no-op.
+- SOAP on 3.13 needs ``legacy-cgi``, installed with tasktypes there.
+- Below 3.12 nothing happens: :data:`NEEDED` is false and :func:`install`
+  returns at once.
 """
 import sys
 
@@ -47,8 +49,8 @@ def _patch_six(six):
     Without ``find_spec`` the 3.12+ import system never asks the importer,
     and every ``spyne.util.six.moves...`` import fails.
     """
-    importer = type(six._importer)
-    if hasattr(importer, "find_spec"):
+    importer = type(getattr(six, "_importer", None))
+    if not hasattr(importer, "load_module") or hasattr(importer, "find_spec"):
         return
     from importlib.util import spec_from_loader
 

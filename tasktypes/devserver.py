@@ -22,6 +22,8 @@ def make_server(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREAD
     # Bodies are limited by the application (TASKTYPES_MAX_BODY, HTTP 413);
     # cheroot's own limit would answer first with a bare page.
     server.max_request_body_size = 0
+    # Idle keep-alive connections must not hold up a stop for long.
+    server.shutdown_timeout = 1
     return server
 
 

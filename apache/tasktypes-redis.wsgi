@@ -1,0 +1,26 @@
+"""The script apache/tasktypes-redis.conf points mod_wsgi at: the shipped
+``wsgi.py`` with the Redis store, logging into Apache's error log.
+
+Settings are set here, in ``os.environ``, BEFORE ``wsgi.py`` is imported: it
+reads them once, at import, and mod_wsgi's SetEnv would come too late (it
+fills each request's environ). ``setdefault``: a variable already in Apache's
+environment wins. Replace @REDIS_URL@ (e.g. redis://127.0.0.1:6379/0).
+"""
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("TASKTYPES_STORE", "redis")
+os.environ.setdefault("TASKTYPES_REDIS_URL", "@REDIS_URL@")
+# os.environ.setdefault("TASKTYPES_PUBLIC_URL", "https://tasktypes.example.com")
+# os.environ.setdefault("TASKTYPES_WORKERS", "8")
+
+# wsgi.py configures logging only under `python wsgi.py`. Here records reach
+# stderr, which mod_wsgi writes to Apache's error log (it adds time and pid),
+# only through a handler: without this, INFO lines such as a task's own
+# logging would be dropped.
+logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                    format="%(levelname)s %(name)s: %(message)s")
+
+from wsgi import application  # noqa: E402,F401  (python-path= has the checkout)

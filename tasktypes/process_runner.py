@@ -1,0 +1,514 @@
+"""Where Redis-store bodies run: long-lived worker processes of the server
+process, each running one task at a time.
+
+    runner = ProcessRunner(store, workers=8, max_queued=1024,
+                           progress=ProgressWriter(redis_url))
+    runner.enqueue(task_type, task_id, args)
+
+One supervisor thread per server process starts workers on demand (at most
+``workers``), hands each waiting task to an idle one over a private pipe,
+relays the workers' log records, and watches them: a worker that dies
+(SIGKILL, OOM, segfault) fails its task at once and is replaced; a task past
+its ``_time_limit`` or cancelled from any server process (``ended``) gets its
+worker terminated (SIGTERM, SIGKILL after ``KILL_GRACE``) and replaced. The
+same thread beats the heartbeat that tells readers this server still lives.
+
+Start method: ``forkserver``, with tasktypes, spyne, lxml, redis and the
+modules of the registered task types preloaded. ``fork`` from a server
+process is unsafe: cheroot and mod_wsgi run many threads, and a child forked
+while another thread holds a lock (logging, the Redis pool, the import lock)
+can deadlock; under mod_wsgi on 3.11 a fork straight from a request thread
+even exits at once. ``spawn`` is safe but costs ~190 ms per worker against
+~9 ms from the preloaded fork server. Since workers live long, that cost is
+paid only when a worker starts or is replaced: an empty task goes from
+submit to done in a few ms either way. Under mod_wsgi ``sys.executable`` may
+be httpd; then the environment's own python (``sys.prefix/bin/python3``)
+runs the fork server.
+
+A worker does not re-run the server's main script (``wsgi.py`` builds the
+whole application when imported): the main module is hidden from
+multiprocessing while a worker starts, and the worker imports just the
+module named in the task type's key.
+
+Logs: the worker's root logger has one ``logging.handlers.QueueHandler``
+whose "queue" is the worker's own pipe; the supervisor hands each record to
+the server's logger of the same name, with ``task_id`` set on the record and
+``[task N] `` in front of the message. Every record written before the body
+returns is in the pipe before the task's result, so none is lost.
+multiprocessing-logging is not used: it works only with ``fork``. A shared
+``multiprocessing.Queue`` is not used either: a worker killed while writing
+to it would leave its lock taken and its pipe corrupt for all others.
+
+Limits: workers are daemonic, so a body cannot start ``multiprocessing``
+children of its own (``subprocess`` works).
+"""
+
+import collections
+import contextlib
+import importlib
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import wait as wait_for
+
+from .decorator import TASK_TYPES
+from .errors import Busy, StoreUnavailable, TaskStopped
+from .redis_store import HEARTBEAT_INTERVAL, encode_result
+from .runner import run_body
+from .store import error_text
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a terminated worker has to exit before it gets SIGKILL.
+KILL_GRACE = 0.5
+#: Imported once in the fork server, so that a new worker starts in ms.
+PRELOAD = ["tasktypes", "tasktypes.process_runner", "tasktypes.redis_store",
+           "spyne", "lxml.etree", "redis"]
+
+_start_lock = threading.Lock()
+
+
+def _context():
+    context = multiprocessing.get_context("forkserver")
+    if not os.path.basename(sys.executable or "").startswith("python"):
+        context.set_executable(os.path.join(sys.prefix, "bin", "python3"))
+    modules = sorted({key.partition(":")[0] for key in TASK_TYPES})
+    context.set_forkserver_preload(PRELOAD + modules)
+    return context
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Keep multiprocessing from importing the main script in the worker."""
+    main = sys.modules.get("__main__")
+    saved = {name: main.__dict__.pop(name)
+             for name in ("__file__", "__spec__") if name in main.__dict__}
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        del main.__spec__
+        main.__dict__.update(saved)
+
+
+class _Worker:
+    __slots__ = ("process", "conn", "task", "deadline", "kill_at")
+
+    def __init__(self, process, conn):
+        self.process = process
+        self.conn = conn
+        self.task = None       # (task_type, task_id) while busy
+        self.deadline = None   # monotonic time its task's time limit ends
+        self.kill_at = None    # monotonic time it gets SIGKILL once terminated
+
+
+class ProcessRunner:
+    def __init__(self, store, workers, max_queued, progress):
+        self.store = store
+        self.workers = workers
+        self.max_queued = max_queued
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._waiting = collections.deque()  # (task_type, task_id, args)
+        self._idle = []
+        self._busy = {}      # task id -> _Worker
+        self._dying = []     # terminated workers not yet reaped
+        self._stop = set()   # ids of running tasks that ended elsewhere
+        self._unwritten = []  # final states Redis refused while down: retried
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._wake_lock = threading.Lock()
+        self._context = None
+        self._size = 0       # most workers alive at once so far
+        self._thread = None
+        self._closed = False
+
+    def enqueue(self, task_type, task_id, args):
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("the server process is shutting down")
+            if len(self._waiting) >= self.max_queued:
+                raise Busy("%d tasks are waiting already; try again later"
+                           % len(self._waiting))
+            self._waiting.append((task_type, task_id, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._supervise, daemon=True,
+                                                name="tasktypes-supervisor")
+                self._thread.start()
+        self._wake()
+
+    def ended(self, task_id):
+        """A task ended somewhere (``ended`` channel): stop it if it runs or
+        waits here, and look again at tasks waiting for a free slot."""
+        with self._lock:
+            if task_id in self._busy:
+                self._stop.add(task_id)
+            else:
+                for item in self._waiting:
+                    if item[1] == task_id:
+                        self._waiting.remove(item)
+                        break
+            if not self._waiting and task_id not in self._stop:
+                return
+        self._wake()
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+            waiting, self._waiting = list(self._waiting), collections.deque()
+            busy, self._busy = list(self._busy.values()), {}
+            workers = self._idle + busy + self._dying
+            self._idle, self._dying = [], []
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._wake_lock:  # no late wake-up may write to a reused fd
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_w = None
+        for worker in workers:
+            worker.process.terminate()
+        try:
+            for task_type, task_id, args in waiting:
+                self.store.fail(task_type, task_id, "the server process stopped")
+            for worker in busy:
+                self.store.fail(*worker.task, "the server process stopped")
+            self.store.forget_server()
+        except StoreUnavailable:
+            pass
+        for worker in workers:
+            worker.process.join(KILL_GRACE)
+            if worker.process.exitcode is None:
+                worker.process.kill()
+                worker.process.join(1)
+
+    # the supervisor thread
+
+    def _wake(self):
+        with self._wake_lock:
+            if self._wake_w is not None:
+                try:
+                    os.write(self._wake_w, b"x")
+                except BlockingIOError:
+                    pass  # already awake
+
+    def _supervise(self):
+        next_beat = 0.0
+        while not self._closed:
+            try:
+                if time.monotonic() >= next_beat:
+                    self._heartbeat()
+                    next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+                self._round(next_beat)
+            except Exception:  # never let the thread die: it guards every task
+                logger.exception("the task supervisor hit an error")
+                time.sleep(0.1)
+
+    def _round(self, next_beat):
+        """Start what can start, then sleep until a worker speaks or dies,
+        a wake-up comes, or the next deadline, kill or heartbeat is due."""
+        self._dispatch()
+        with self._lock:
+            busy = list(self._busy.values())
+            dying = list(self._dying)
+            everyone = self._idle + busy + dying
+        times = [next_beat] + [w.deadline for w in busy if w.deadline] \
+            + [w.kill_at for w in dying]
+        handles = {self._wake_r: None}
+        for worker in everyone:
+            handles[worker.process.sentinel] = worker
+        for worker in busy:
+            handles[worker.conn] = worker
+        ready = wait_for(list(handles), max(0.0, min(times) - time.monotonic()))
+        if self._closed:
+            return
+        if self._wake_r in ready:
+            os.read(self._wake_r, 4096)
+        for worker in {handles[r] for r in ready if handles[r] is not None}:
+            self._attend(worker)
+        self._enforce()
+        self._replace()
+
+    def _heartbeat(self):
+        with self._lock:
+            ids = [item[1] for item in self._waiting] + list(self._busy)
+            leases = {}
+            for worker in self._busy.values():
+                task_type, task_id = worker.task
+                if task_type.max_running:
+                    leases.setdefault(task_type.key, []).append(task_id)
+            unwritten, self._unwritten = self._unwritten, []
+        try:
+            self.store.heartbeat(ids, leases)
+            for write in unwritten:
+                write()
+        except StoreUnavailable as exc:
+            logger.warning("heartbeat not written: %s", exc)
+            with self._lock:
+                self._unwritten.extend(unwritten)
+
+    def _dispatch(self):
+        """Hand waiting tasks to idle workers, oldest first, skipping methods
+        whose slots are all taken."""
+        full = set()
+        while True:
+            with self._lock:
+                if not self._idle and len(self._idle) + len(self._busy) >= self.workers:
+                    return
+                item = next((i for i in self._waiting if i[0].key not in full), None)
+                if item is None:
+                    return
+            task_type, task_id, args = item
+            try:
+                if task_type.max_running and not self.store.acquire_slot(task_type,
+                                                                         task_id):
+                    full.add(task_type.key)
+                    continue
+                worker = self._idle_worker()
+                started = self.store.start(task_id, worker.process.pid)
+            except StoreUnavailable as exc:
+                logger.warning("cannot start task %d: %s", task_id, exc)
+                return  # it stays queued; the next heartbeat tries again
+            with self._lock:
+                if item in self._waiting:
+                    self._waiting.remove(item)
+                if started:
+                    self._idle.remove(worker)
+            if not started:  # cancelled (or lost) while it waited
+                if task_type.max_running:
+                    self._write(self.store.release_slot, task_type, task_id)
+                continue
+            with self._lock:
+                worker.task = (task_type, task_id)
+                if task_type.time_limit:
+                    worker.deadline = time.monotonic() + task_type.time_limit
+                self._busy[task_id] = worker
+            try:
+                worker.conn.send((task_id, task_type.key, args))
+            except Exception as exc:  # arguments that do not pickle
+                with self._lock:
+                    self._busy.pop(task_id, None)
+                    worker.task = worker.deadline = None
+                    self._idle.append(worker)
+                self._write(self.store.fail, task_type, task_id,
+                            "the arguments cannot be sent to the task process: %s"
+                            % error_text(exc))
+
+    def _idle_worker(self):
+        with self._lock:
+            if self._idle:
+                return self._idle[0]
+        return self._new_worker()
+
+    def _replace(self):
+        """Keep the pool as large as it grew: a worker that died or was
+        killed gets its successor now, not when the next task comes."""
+        while True:
+            with self._lock:
+                if self._closed or len(self._idle) + len(self._busy) >= self._size:
+                    return
+            self._new_worker()
+
+    def _new_worker(self):
+        if self._context is None:
+            self._context = _context()
+        parent_conn, child_conn = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main, name="tasktypes-worker",
+            args=(child_conn, self.progress, _log_levels()),
+            daemon=True)
+        with _start_lock, _main_module_hidden():
+            process.start()
+        child_conn.close()
+        worker = _Worker(process, parent_conn)
+        with self._lock:
+            self._idle.append(worker)
+            self._size = max(self._size, len(self._idle) + len(self._busy))
+        return worker
+
+    def _attend(self, worker):
+        """Read what a worker sent; reap it if it exited."""
+        try:
+            while worker.conn.poll():
+                self._received(worker, worker.conn.recv())
+        except (EOFError, OSError):
+            pass
+        if worker.process.exitcode is None:
+            return
+        worker.process.join()
+        worker.conn.close()
+        with self._lock:
+            for pool in (self._idle, self._dying):
+                if worker in pool:
+                    pool.remove(worker)
+            task = worker.task
+            if task is not None:
+                self._busy.pop(task[1], None)
+        if task is not None:
+            code = worker.process.exitcode
+            how = ("killed by %s" % signal.Signals(-code).name if code < 0
+                   else "exited with code %d" % code)
+            logger.error("the process of task %d (%s) died: %s", task[1], task[0].name, how)
+            self._write(self.store.fail, task[0], task[1],
+                        "the task's process died (%s)" % how)
+
+    def _received(self, worker, message):
+        if message[0] == "log":
+            record = logging.makeLogRecord(message[1])
+            log = logging.getLogger(record.name)
+            if log.isEnabledFor(record.levelno):
+                log.handle(record)
+            return
+        _, task_id, ok, payload, progress, text = message
+        with self._lock:
+            if worker.task is None or worker.task[1] != task_id:
+                return  # a late word from a task stopped meanwhile
+            task_type = worker.task[0]
+            self._busy.pop(task_id, None)
+            worker.task = worker.deadline = None
+            if worker.process.exitcode is None:
+                self._idle.append(worker)
+        if ok:
+            self._write(self.store.finish, task_type, task_id, payload, text)
+        elif ok is not None:
+            self._write(self.store.fail, task_type, task_id, payload, progress=progress)
+        self._wake()
+
+    def _write(self, write, *args, **kwargs):
+        try:
+            write(*args, **kwargs)
+        except StoreUnavailable as exc:
+            logger.warning("task %d: final state not written yet: %s", args[1], exc)
+            with self._lock:
+                self._unwritten.append(lambda: write(*args, **kwargs))
+
+    def _enforce(self):
+        """Terminate workers of cancelled and timed-out tasks; SIGKILL the
+        ones that outlive their grace."""
+        now = time.monotonic()
+        with self._lock:
+            stop = [self._busy[i] for i in self._stop if i in self._busy]
+            self._stop.clear()
+            late = [w for w in self._busy.values()
+                    if w.deadline and w.deadline <= now and w not in stop]
+        for worker in late:
+            task_type, task_id = worker.task
+            logger.warning("task %d (%s): %s", task_id, task_type.name,
+                           task_type.time_limit_message)
+            self._write(self.store.fail, task_type, task_id,
+                        task_type.time_limit_message, timed_out=True)
+        for worker in stop + late:
+            with self._lock:
+                self._busy.pop(worker.task[1], None)
+                worker.task = worker.deadline = None
+                worker.kill_at = now + KILL_GRACE
+                self._dying.append(worker)
+            worker.process.terminate()
+        for worker in list(self._dying):
+            if worker.kill_at <= now and worker.process.exitcode is None:
+                worker.process.kill()
+                worker.kill_at = now + 60
+
+
+# -- the worker process ---------------------------------------------------------
+
+class _PipeQueue:
+    """The "queue" of the worker's QueueHandler: its pipe to the server."""
+
+    def __init__(self, conn, lock):
+        self.conn = conn
+        self.lock = lock
+
+    def put_nowait(self, record):
+        data = dict(record.__dict__)
+        with self.lock:
+            try:
+                self.conn.send(("log", data))
+            except Exception:  # an attribute that does not pickle
+                plain = {k: v for k, v in data.items()
+                         if isinstance(v, (str, int, float, type(None)))}
+                self.conn.send(("log", plain))
+
+
+class _TaskLogHandler(logging.handlers.QueueHandler):
+    task_id = None
+
+    def prepare(self, record):
+        record = super().prepare(record)
+        if self.task_id is not None:
+            record.task_id = self.task_id
+            record.msg = record.message = "[task %d] %s" % (self.task_id, record.msg)
+        return record
+
+
+def _log_levels():
+    """The server's logger levels, for the worker to send just the records
+    the server would handle (as they are when the worker starts)."""
+    levels = {name: log.level for name, log in logging.root.manager.loggerDict.items()
+              if isinstance(log, logging.Logger) and log.level}
+    levels[""] = logging.root.level
+    return levels
+
+
+def _watch_parent():
+    """Exit once the server process is gone (its fork server exits with it,
+    and the worker is handed to another parent)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def find_task_type(key):
+    """The task type of ``key`` ("module:Class.method"), importing its module."""
+    if key not in TASK_TYPES:
+        importlib.import_module(key.partition(":")[0])
+    return TASK_TYPES[key]
+
+
+def _worker_main(conn, progress, log_levels):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server
+    lock = threading.Lock()
+    handler = _TaskLogHandler(_PipeQueue(conn, lock))
+    logging.root.handlers[:] = [handler]
+    for name, level in log_levels.items():
+        logging.getLogger(name).setLevel(level)
+    threading.Thread(target=_watch_parent, daemon=True).start()
+    progress.start_thread()
+    while True:
+        try:
+            task_id, key, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        handler.task_id = task_id
+        outcome = _run(progress, task_id, key, args)
+        handler.task_id = None
+        with lock:
+            conn.send(outcome)
+
+
+def _run(progress, task_id, key, args):
+    """One task in the worker: ("end", id, ok, result doc or error text,
+    last progress, last message); ok is None if the task was stopped."""
+    update_progress, report = progress.reporter(task_id)
+    try:
+        task_type = find_task_type(key)
+        value = run_body(task_type, task_id, args, update_progress)
+    except TaskStopped:
+        ok, payload = None, None
+    except (Exception, SystemExit) as exc:
+        logging.getLogger(__name__).exception("the task failed")
+        ok, payload = False, error_text(exc)
+    else:
+        try:
+            ok, payload = True, encode_result(task_type.returns, value)
+        except Exception as exc:
+            ok, payload = False, "the result cannot be stored: %s" % error_text(exc)
+    finally:
+        progress.done()
+    return ("end", task_id, ok, payload, report.progress, report.message)

@@ -1,0 +1,129 @@
+"""Task bodies for the store tests, in a module that worker processes can
+import (the Redis store's workers find a body by "module:Class.method").
+
+    store.submit(task_type("add"), (2, 3))
+"""
+
+import logging
+import math
+import os
+import sys
+import time
+
+# The checkout, for runs where tasktypes is not installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from spyne import (Array, Boolean, ComplexModel, Double, Integer, ServiceBase,
+                   Unicode)
+
+from tasktypes import task_rpc
+from tasktypes.decorator import TASK_TYPES
+
+logger = logging.getLogger("tasktypes.tests.fixtures")
+
+
+class Info(ComplexModel):
+    __namespace__ = "tasktypes.tests"
+    _type_info = [("name", Unicode), ("size", Integer), ("tags", Array(Unicode))]
+
+
+class FixtureService(ServiceBase):
+    @task_rpc(Integer, Integer, _returns=Integer)
+    def add(ctx, a, b, update_progress):
+        return a + b
+
+    @task_rpc(_returns=Integer)
+    def empty(ctx, update_progress):
+        return None
+
+    @task_rpc(_returns=Integer)
+    def zero(ctx, update_progress):
+        return 0
+
+    @task_rpc(_returns=Unicode)
+    def emptyText(ctx, update_progress):
+        return ""
+
+    @task_rpc(_returns=Boolean)
+    def false(ctx, update_progress):
+        return False
+
+    @task_rpc(_returns=Array(Unicode))
+    def emptyList(ctx, update_progress):
+        return []
+
+    @task_rpc(_returns=Integer)
+    def nothing(ctx, update_progress):
+        return None
+
+    @task_rpc(Unicode, _returns=Info)
+    def info(ctx, name, update_progress):
+        return Info(name=name, size=0, tags=["a", ""])
+
+    @task_rpc(Unicode, _returns=Integer)
+    def fail(ctx, message, update_progress):
+        raise ValueError(message)
+
+    @task_rpc(_returns=Integer)
+    def badResult(ctx, update_progress):
+        return "not a number"
+
+    @task_rpc(Double, _returns=Integer)
+    def sleepy(ctx, seconds, update_progress):
+        """Sleeps in steps of 20 ms, reporting progress after each."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            update_progress(1 - (deadline - time.monotonic()) / seconds if seconds else 1)
+        return 1
+
+    @task_rpc(Double, _returns=Integer, _max_running=2)
+    def paired(ctx, seconds, update_progress):
+        time.sleep(seconds)
+        update_progress(1.0)
+        return 1
+
+    @task_rpc(Double, _returns=Integer, _time_limit=0.5)
+    def limited(ctx, seconds, update_progress):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            update_progress(0.5)
+        return 1
+
+    @task_rpc(Double, _returns=Integer, _time_limit=0.5)
+    def silent(ctx, seconds, update_progress):
+        """Never reports progress: only killing its process stops it."""
+        time.sleep(seconds)
+        return 1
+
+    @task_rpc(Unicode, Double, _returns=Integer)
+    def report(ctx, kind, hold, update_progress):
+        """Reports one progress value named by ``kind``, then holds."""
+        value = {"high": 1.5, "low": -2, "half": 0.5, "nan": math.nan,
+                 "text": "0.5", "bool": True}[kind]
+        update_progress(value, "reported %s" % kind)
+        time.sleep(hold)
+        return 1
+
+    @task_rpc(Integer, _returns=Double)
+    def tightLoop(ctx, calls, update_progress):
+        """Calls update_progress ``calls`` times; returns microseconds per call."""
+        started = time.perf_counter()
+        for i in range(calls):
+            update_progress(i / calls)
+        return (time.perf_counter() - started) / calls * 1e6
+
+    @task_rpc(Integer, _returns=Integer)
+    def logMany(ctx, count, update_progress):
+        for i in range(count):
+            logger.info("record %d of %d", i + 1, count)
+        return count
+
+
+def task_type(name):
+    """The TaskType of the fixture method ``name``."""
+    for key, task_type in TASK_TYPES.items():
+        if key.endswith(":FixtureService." + name):
+            return task_type
+    raise KeyError(name)

@@ -1,0 +1,473 @@
+"""The shipped apache/ configurations under a real Apache with mod_wsgi.
+
+Each test starts Debian's ``/usr/sbin/apache2`` in the foreground with a
+minimal main configuration in a temporary server root (a free loopback port,
+workers as www-data, logs in that root) that ``Include``s one of the SHIPPED
+``apache/tasktypes-*.conf`` files with its placeholders filled in, and drives
+it over HTTP with zeep and plain JSON-RPC posts.
+
+These tests install nothing: ``.ci/install-apache.sh`` provides Apache and the
+venv with mod_wsgi. Without them the tests are skipped, and fail in CI.
+
+Apache serves a copy of the checkout in the server root (wsgi.py, tasktypes/,
+service/, apache/): www-data can read it wherever the checkout is. The one
+thing the copy adds is test-only: a few lines appended to the copied .wsgi
+script put the answering process's pid in an ``X-Tasktypes-Pid`` response
+header, so that a test can see which mod_wsgi daemon process answered.
+"""
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+from conftest import IN_CI, ROOT, free_port, wait_until
+
+pytestmark = pytest.mark.apache
+
+APACHE = "/usr/sbin/apache2"
+APACHE_MODULES = "/usr/lib/apache2/modules"
+VENV = "/opt/tasktypes-apache/venv"
+RUN_AS = "www-data"
+PID_HEADER = "X-Tasktypes-Pid"
+SOAP_ADDRESS = "{http://schemas.xmlsoap.org/wsdl/soap/}address"
+
+# Appended to the copied .wsgi script only: the pid of the daemon process
+# that answered, as a response header.
+PID_MIDDLEWARE = '''
+
+# --- added by tests/test_apache.py, not part of the shipped script ---
+_tasktypes_application = application
+
+
+def application(environ, start_response):
+    def start_with_pid(status, headers, exc_info=None):
+        headers = list(headers) + [("%s", str(os.getpid()))]
+        return start_response(status, headers, exc_info)
+    return _tasktypes_application(environ, start_with_pid)
+''' % PID_HEADER
+
+
+def missing_prerequisites():
+    """Why Apache cannot be run here, or None."""
+    if os.geteuid() != 0:
+        return "Apache must start as root to run its workers as %s" % RUN_AS
+    try:
+        pwd.getpwnam(RUN_AS)
+    except KeyError:
+        return "no user %s" % RUN_AS
+    for path in (APACHE, os.path.join(APACHE_MODULES, "mod_mpm_event.so"),
+                 os.path.join(VENV, "bin", "mod_wsgi-express"),
+                 os.path.join(VENV, "bin", "python")):
+        if not os.path.exists(path):
+            return "%s is missing" % path
+    return None
+
+
+@pytest.fixture(scope="session")
+def mod_wsgi_config():
+    """The LoadModule (and WSGIPythonHome) lines for the venv's mod_wsgi."""
+    reason = missing_prerequisites()
+    if reason:
+        message = "Apache tests need .ci/install-apache.sh to have run: %s" % reason
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return subprocess.run([os.path.join(VENV, "bin", "mod_wsgi-express"), "module-config"],
+                          check=True, capture_output=True, text=True).stdout
+
+
+class ApacheServer:
+    """A private Apache serving one shipped apache/ configuration."""
+
+    def __init__(self, module_config, conf, script, placeholders=None, env=None,
+                 port=None):
+        self.root = tempfile.mkdtemp(prefix="tasktypes-apache-")
+        os.chmod(self.root, 0o755)  # www-data reads the checkout copy in here
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.main_conf = os.path.join(self.root, "httpd.conf")
+        self.error_log = os.path.join(self.root, "error.log")
+        self.proc = None
+        checkout = os.path.join(self.root, "checkout")
+        self._copy_checkout(checkout)
+        values = {"@PORT@": str(self.port), "@CHECKOUT@": checkout, "@VENV@": VENV}
+        values.update(placeholders or {})
+        for name in (conf, script):
+            self._fill(os.path.join(checkout, "apache", name), values)
+        with open(os.path.join(checkout, "apache", script), "a") as f:
+            f.write(PID_MIDDLEWARE)
+        os.mkdir(os.path.join(self.root, "run"))
+        with open(self.main_conf, "w") as f:
+            f.write(self._main_conf(module_config, os.path.join(checkout, "apache", conf)))
+        self.env = dict(os.environ, **(env or {}))
+
+    @staticmethod
+    def _copy_checkout(checkout):
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        os.mkdir(checkout)
+        shutil.copy(os.path.join(ROOT, "wsgi.py"), checkout)
+        for folder in ("tasktypes", "service", "apache"):
+            shutil.copytree(os.path.join(ROOT, folder), os.path.join(checkout, folder),
+                            ignore=ignore)
+        for top, dirs, files in os.walk(checkout):
+            os.chmod(top, 0o755)
+            for name in files:
+                os.chmod(os.path.join(top, name), 0o644)
+
+    @staticmethod
+    def _fill(path, values):
+        with open(path) as f:
+            text = f.read()
+        for placeholder, value in values.items():
+            text = text.replace(placeholder, value)
+        left = set(re.findall(r"@[A-Z_]+@", text))
+        assert not left, "%s has placeholders the test does not know: %s" % (
+            os.path.basename(path), sorted(left))
+        with open(path, "w") as f:
+            f.write(text)
+
+    def _main_conf(self, module_config, site_conf):
+        return """\
+ServerRoot "{root}"
+ServerName 127.0.0.1
+DefaultRuntimeDir "{root}/run"
+PidFile "{root}/apache2.pid"
+Listen 127.0.0.1:{port}
+User {user}
+Group {user}
+ErrorLog "{root}/error.log"
+LogLevel warn wsgi:info
+LoadModule mpm_event_module {modules}/mod_mpm_event.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+{module_config}
+WSGISocketPrefix "{root}/run/wsgi"
+StartServers 1
+ServerLimit 2
+ThreadsPerChild 16
+MaxRequestWorkers 32
+MinSpareThreads 4
+MaxSpareThreads 32
+# Python runs in the daemon processes only, not in Apache's own workers.
+WSGIRestrictEmbedded On
+LogFormat "%h \\"%r\\" %>s %{{{pid_header}}}o" tasktypes
+CustomLog "{root}/access.log" tasktypes
+Include "{site_conf}"
+""".format(root=self.root, port=self.port, user=RUN_AS, modules=APACHE_MODULES,
+           module_config=module_config.strip(), pid_header=PID_HEADER,
+           site_conf=site_conf)
+
+    def start(self):
+        check = subprocess.run([APACHE, "-t", "-f", self.main_conf],
+                               capture_output=True, text=True, env=self.env)
+        assert check.returncode == 0, "apache2 -t: %s%s" % (check.stdout, check.stderr)
+        # Its own session: teardown can end Apache and everything it started
+        # (daemon processes, task processes) by this one process group id.
+        self.proc = subprocess.Popen(
+            [APACHE, "-f", self.main_conf, "-DFOREGROUND"], env=self.env,
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.root, "stderr.log"), "w"),
+            start_new_session=True)
+
+        def wsdl_served():
+            if self.proc.poll() is not None:
+                raise AssertionError("apache2 exited with %s:\n%s"
+                                     % (self.proc.returncode, self.read_error_log()))
+            try:
+                return requests.get(self.url + "/soap?wsdl", timeout=10).status_code == 200
+            except requests.ConnectionError:
+                return False
+        wait_until(wsdl_served, 30, 0.2)
+        return self
+
+    def read_error_log(self):
+        try:
+            with open(self.error_log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def apachectl(self, action):
+        """``apache2 -k <action>`` against this server, as an admin would."""
+        subprocess.run([APACHE, "-f", self.main_conf, "-k", action], env=self.env,
+                       check=True, capture_output=True, timeout=30)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.apachectl("stop")
+                self.proc.wait(30)
+            except (subprocess.SubprocessError, OSError):
+                pass
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left
+            except ProcessLookupError:
+                pass
+            if self.proc.poll() is None:
+                self.proc.wait(10)
+        print("---- %s ----\n%s" % (self.error_log, self.read_error_log()))
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def apache_server(mod_wsgi_config):
+    """Factory: ``apache_server("tasktypes-thread.conf", "tasktypes-thread.wsgi",
+    placeholders={...}, env={...})`` starts one; all are stopped after the test."""
+    started = []
+
+    def start(conf, script, placeholders=None, env=None, port=None):
+        server = ApacheServer(mod_wsgi_config, conf, script, placeholders, env, port)
+        started.append(server)
+        return server.start()
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def thread_apache(mod_wsgi_config):
+    server = ApacheServer(mod_wsgi_config, "tasktypes-thread.conf", "tasktypes-thread.wsgi")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+# -- clients ---------------------------------------------------------------
+
+def soap_client(url):
+    """A zeep service proxy for the server at ``url`` whose every call goes
+    over a new connection, and the list of pids that answered, call by call."""
+    import zeep
+
+    pids = []
+
+    class Transport(zeep.Transport):
+        def post(self, address, message, headers):
+            response = super().post(address, message, headers)
+            pids.append(response.headers.get(PID_HEADER))
+            return response
+
+    session = requests.Session()
+    session.headers["Connection"] = "close"
+    client = zeep.Client(url + "/soap?wsdl", transport=Transport(session=session))
+    return client.service, pids
+
+
+def jsonrpc(url, method, params, request_id=1):
+    response = requests.post(url + "/jsonrpc", timeout=10, json={
+        "jsonrpc": "2.0", "method": method, "params": params, "id": request_id})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body.get("id") == request_id, body
+    assert "error" not in body, body
+    return body["result"]
+
+
+def wsdl_address(url, **headers):
+    from lxml import etree
+
+    response = requests.get(url + "/soap?wsdl", headers=headers, timeout=10)
+    assert response.status_code == 200
+    return [e.get("location") for e in etree.fromstring(response.content).iter(SOAP_ADDRESS)]
+
+
+def task_processes():
+    """Pids of task processes left by a mod_wsgi daemon: processes of the
+    venv's Python, as www-data (daemon processes themselves are renamed
+    "(wsgi:...)" by display-name)."""
+    uid = pwd.getpwnam(RUN_AS).pw_uid
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat("/proc/" + entry).st_uid != uid:
+                continue
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv0 = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if argv0.startswith(VENV):
+            found.append(int(entry))
+    return found
+
+
+# -- thread store: one process, many threads --------------------------------
+
+def test_thread_wsdl_address_is_the_request_url(thread_apache):
+    assert wsdl_address(thread_apache.url) == [thread_apache.url + "/soap"]
+    # The name a client used, e.g. the ServerName, not a fixed one.
+    assert wsdl_address(thread_apache.url, Host="tasktypes.example.com:8443") == [
+        "http://tasktypes.example.com:8443/soap"]
+
+
+def test_thread_soap_task_flow(thread_apache):
+    service, pids = soap_client(thread_apache.url)
+    task_id = service.countdown(3, 0.1)
+    assert isinstance(task_id, int) and task_id > 0
+
+    def finished():
+        progress = service.countdown_progress(task_id)
+        assert progress.task_id == task_id
+        assert progress.status in ("queued", "running", "done"), progress
+        return progress if progress.status == "done" else None
+    progress = wait_until(finished, 20, 0.05)
+    assert progress.progress == 1.0
+    assert progress.message == "3 / 3"
+    assert service.countdown_result(task_id) == 3
+    assert service.echo("through Apache") == "through Apache"
+    # Every call, each on its own connection, reached the one daemon process.
+    assert len(pids) >= 4 and len(set(pids)) == 1, pids
+
+
+def test_thread_jsonrpc_task_flow(thread_apache):
+    url = thread_apache.url
+    # m returns a TaskInfoResponse (CONTRACT.md): {"task_id": ...}.
+    task_id = jsonrpc(url, "countdown", [3, 0.1])["task_id"]
+    assert isinstance(task_id, int) and task_id > 0
+
+    def finished():
+        progress = jsonrpc(url, "countdown_progress", [task_id], 2)
+        assert progress["status"] in ("queued", "running", "done"), progress
+        return progress if progress["status"] == "done" else None
+    progress = wait_until(finished, 20, 0.05)
+    assert progress["progress"] == 1.0
+    assert jsonrpc(url, "countdown_result", [task_id], 3) == 3
+
+
+def test_thread_store_gives_no_multiprocess_warning(thread_apache):
+    requests.get(thread_apache.url + "/soap?wsdl", timeout=10)
+    log = thread_apache.read_error_log()
+    assert "tasks are kept in one process's memory" not in log
+    assert "Traceback" not in log, log
+
+
+def test_thread_store_in_several_processes_loses_tasks(apache_server):
+    """The mistake the README warns about: the thread store behind several
+    daemon processes (the Redis configuration, with TASKTYPES_STORE=thread in
+    Apache's environment, which wins over the .wsgi script's settings)."""
+    server = apache_server("tasktypes-redis.conf", "tasktypes-redis.wsgi",
+                           placeholders={"@REDIS_URL@": "redis://127.0.0.1:1/0"},
+                           env={"TASKTYPES_STORE": "thread"})
+    import zeep.exceptions
+
+    service, pids = soap_client(server.url)
+    task_id = service.countdown(20, 0.1)
+    submitted_by = pids[-1]
+    not_found = []
+    for _ in range(30):
+        try:
+            service.countdown_progress(task_id)
+        except zeep.exceptions.Fault as fault:
+            assert fault.code.endswith("Client.TaskNotFound"), fault.code
+            assert "in this server process" in fault.message
+            not_found.append(pids[-1])
+    assert not_found and submitted_by not in not_found, (submitted_by, pids)
+    wait_until(lambda: "tasks are kept in one process's memory" in server.read_error_log(), 10)
+
+
+# -- Redis store: several processes -----------------------------------------
+
+def redis_apache(apache_server, redis_url, env=None, port=None):
+    return apache_server("tasktypes-redis.conf", "tasktypes-redis.wsgi",
+                         placeholders={"@REDIS_URL@": redis_url}, env=env, port=port)
+
+
+def test_redis_polls_reach_every_process(apache_server, redis_url):
+    # Apache's environment reaches wsgi.py at import time, before the .wsgi
+    # script's defaults. (A public URL on loopback: tests talk to no other host.)
+    port = free_port()
+    public = "http://localhost:%d" % port
+    server = redis_apache(apache_server, redis_url, env={"TASKTYPES_PUBLIC_URL": public},
+                          port=port)
+    assert wsdl_address(server.url) == [public + "/soap"]
+
+    service, pids = soap_client(server.url)
+    task_id = service.cloneInstance("vm-7", "vm-7-copy")
+    assert isinstance(task_id, int)
+    del pids[:]
+    statuses = []
+    for _ in range(30):
+        progress = service.cloneInstance_progress(task_id)
+        assert progress.task_id == task_id
+        statuses.append(progress.status)
+    assert set(statuses) <= {"queued", "running", "done"}, statuses
+    # The polls, each on a new connection, reached all three daemon
+    # processes (mod_wsgi hands them out in turn), and every one found the task.
+    assert len(pids) == 30 and len(set(pids)) == 3, pids
+
+    wait_until(lambda: service.cloneInstance_progress(task_id).status == "done", 30, 0.1)
+    info = service.cloneInstance_result(task_id)
+    assert info.instance_id == "vm-7-clone"
+    assert info.name == "vm-7-copy"
+    assert list(info.disk_images) == ["vm-7-copy-disk0.qcow2", "vm-7-copy-disk1.qcow2"]
+    # The task body's logging reached Apache's error log.
+    wait_until(lambda: "cloneInstance %s: boot" % task_id in server.read_error_log(), 10)
+    assert "cloneInstance %s: snapshot" % task_id in server.read_error_log()
+
+
+@pytest.mark.parametrize("stop", ["graceful-stop", "stop"])
+def test_redis_task_is_not_left_running_when_apache_stops(apache_server, redis_url,
+                                                          service_process, stop):
+    server = redis_apache(apache_server, redis_url)
+    service, pids = soap_client(server.url)
+    task_id = service.taskExample("session-1", 7)  # 30 s of work
+    wait_until(lambda: service.taskExample_progress(task_id).progress > 0, 20, 0.1)
+    assert task_processes(), "the running task's process is not to be seen"
+
+    started = time.monotonic()
+    server.apachectl(stop)
+    server.proc.wait(60)
+    # Apache and its daemon processes are gone, and so are the task processes.
+    wait_until(lambda: not task_processes(), 20, 0.2)
+
+    # Another tasktypes server on the same Redis sees how the task ended.
+    other = service_process(env={"TASKTYPES_STORE": "redis", "TASKTYPES_REDIS_URL": redis_url})
+    import zeep
+    reader = zeep.Client(other.url + "/soap?wsdl")
+
+    def ended():
+        progress = reader.service.taskExample_progress(task_id)
+        return progress if progress.status not in ("queued", "running") else None
+    progress = wait_until(ended, 60, 0.5)
+    assert progress.status == "failed", progress
+    assert time.monotonic() - started < 60
+
+
+def test_redis_task_is_failed_after_apache_restarts(apache_server, redis_url):
+    """``apache2 -k graceful`` (what a config reload does) restarts mod_wsgi's
+    daemon processes; their running tasks end as failed, and the restarted
+    processes say so."""
+    server = redis_apache(apache_server, redis_url)
+    service, pids = soap_client(server.url)
+    task_id = service.taskExample("session-2", 8)  # 30 s of work
+    wait_until(lambda: service.taskExample_progress(task_id).progress > 0, 20, 0.1)
+    before = set(pids)
+
+    server.apachectl("graceful")
+
+    def ended():
+        try:
+            progress = service.taskExample_progress(task_id)
+        except requests.RequestException:
+            return None  # daemon processes coming back
+        return progress if progress.status not in ("queued", "running") else None
+    progress = wait_until(ended, 60, 0.5)
+    assert progress.status == "failed", progress
+
+    # The new daemon processes (an old one may answer while it shuts down)
+    # say the same.
+    def from_new_process():
+        progress = ended()
+        return progress if progress and pids[-1] not in before else None
+    progress = wait_until(from_new_process, 30, 0.2)
+    assert progress.status == "failed", progress
+    assert server.proc.poll() is None

@@ -1,0 +1,150 @@
+"""Cancel, wait, time limits and per-method limits, over SOAP and JSON-RPC,
+against ``python wsgi.py`` with each store."""
+
+import itertools
+import time
+
+import pytest
+import requests
+import zeep
+from zeep.exceptions import Fault
+
+from conftest import wait_until
+
+_ids = itertools.count(1)
+
+
+class JsonRpcError(Exception):
+    def __init__(self, error):
+        super().__init__(error["message"])
+        self.code = error["code"]
+        self.data = error.get("data", {})
+
+
+def jsonrpc(url, method, *params):
+    reply = requests.post(url + "/jsonrpc", json={
+        "jsonrpc": "2.0", "method": method, "params": list(params), "id": next(_ids)},
+        timeout=60).json()
+    if "error" in reply:
+        raise JsonRpcError(reply["error"])
+    return reply["result"]
+
+
+@pytest.fixture(params=["thread", "redis"])
+def server(request, service_process):
+    env = {"TASKTYPES_MAX_WAIT": "20"}
+    if request.param == "redis":
+        env.update(TASKTYPES_STORE="redis",
+                   TASKTYPES_REDIS_URL=request.getfixturevalue("redis_url"))
+    return service_process(env)
+
+
+@pytest.fixture
+def soap(server):
+    return zeep.Client(server.url + "/soap?wsdl").service
+
+
+def soap_fault(call, *args):
+    with pytest.raises(Fault) as info:
+        call(*args)
+    return info.value.code.split(":")[-1]
+
+
+def test_cancel_a_running_task(soap, server):
+    task_id = soap.countdown(100, 0.05)
+    wait_until(lambda: soap.countdown_progress(task_id).progress > 0)
+    state = soap.countdown_cancel(task_id)
+    assert state.status == "cancelled"
+    assert soap_fault(soap.countdown_result, task_id) == "Client.TaskCancelled"
+    # stays cancelled; cancelling twice is harmless
+    time.sleep(0.3)
+    again = soap.countdown_cancel(task_id)
+    assert again.status == "cancelled" and again.duration == state.duration
+    with pytest.raises(JsonRpcError) as info:
+        jsonrpc(server.url, "countdown_result", task_id)
+    assert info.value.code == -32004
+
+
+def test_cancel_a_queued_task_it_never_runs(soap):
+    blockers = [soap.slowTask(2.5), soap.slowTask(2.5)]  # _max_running=2
+    wait_until(lambda: all(soap.slowTask_progress(t).status == "running" for t in blockers))
+    queued = soap.slowTask(0.1)
+    assert soap.slowTask_progress(queued).status == "queued"
+    assert soap.slowTask_cancel(queued).status == "cancelled"
+    for task_id in blockers:
+        assert soap.slowTask_wait(task_id, 10).status == "done"
+    state = soap.slowTask_progress(queued)
+    assert state.status == "cancelled" and state.starttime == 0
+
+
+def test_cancel_finished_and_unknown(soap, server):
+    task_id = soap.countdown(0, 0)
+    assert soap.countdown_wait(task_id, 10).status == "done"
+    assert soap.countdown_cancel(task_id).status == "done"
+    assert soap.countdown_result(task_id) == 0
+    assert soap_fault(soap.countdown_cancel, 4242) == "Client.TaskNotFound"
+    with pytest.raises(JsonRpcError) as info:
+        jsonrpc(server.url, "countdown_cancel", 4242)
+    assert info.value.code == -32001
+
+
+def test_wait_returns_soon_after_the_end_not_at_the_timeout(soap, server):
+    task_id = soap.countdown(4, 0.1)
+    started = time.monotonic()
+    state = soap.countdown_wait(task_id, 15)
+    elapsed = time.monotonic() - started
+    assert state.status == "done" and state.progress == 1.0
+    assert elapsed < 5, elapsed
+    task_id = jsonrpc(server.url, "countdown", 4, 0.1)["task_id"]
+    assert jsonrpc(server.url, "countdown_wait", task_id, 15)["status"] == "done"
+
+
+def test_wait_times_out_on_a_long_task(soap):
+    task_id = soap.countdown(100, 0.1)
+    started = time.monotonic()
+    state = soap.countdown_wait(task_id, 0.5)
+    assert state.status == "running"
+    assert 0.4 < time.monotonic() - started < 5
+    assert soap.countdown_wait(task_id, 0).status == "running"  # a plain read
+    soap.countdown_cancel(task_id)
+
+
+def test_wait_rejects_negative_and_nan(soap, server):
+    task_id = soap.countdown(0, 0)
+    assert soap_fault(soap.countdown_wait, task_id, -1).startswith("Client")
+    for bad in (-1, "NaN", "soon"):
+        with pytest.raises(JsonRpcError) as info:
+            jsonrpc(server.url, "countdown_wait", task_id, bad)
+        assert info.value.code == -32602, bad
+
+
+def test_time_limit(soap, server):
+    task_id = soap.slowTask(10)
+    started = time.monotonic()
+    state = soap.slowTask_wait(task_id, 15)
+    assert state.status == "failed"
+    assert state.message == "time limit of 3 s exceeded"
+    assert time.monotonic() - started < 5
+    assert soap_fault(soap.slowTask_result, task_id) == "Server.TaskTimedOut"
+    with pytest.raises(JsonRpcError) as info:
+        jsonrpc(server.url, "slowTask_result", task_id)
+    assert info.value.code == -32005
+
+
+def max_overlap(states):
+    """The most tasks that ran at one moment, from their start and end times
+    (an exact count, unlike sequential polls of several tasks)."""
+    events = sorted([(s.starttime, 1) for s in states] +
+                    [(s.starttime + s.duration, -1) for s in states])
+    most = running = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_max_running_two_of_six(soap):
+    tasks = [soap.slowTask(1) for _ in range(6)]
+    states = [soap.slowTask_wait(t, 20) for t in tasks]
+    assert [s.status for s in states] == ["done"] * 6
+    assert max_overlap(states) == 2
