@@ -213,8 +213,10 @@ class ThreadStore(Store):
         self._expire(time.time())
         state = self._tasks.get(task_id)
         if state is None or state.method != task_type.name:
-            raise TaskNotFound("no task %s of %s in this server process"
-                               % (task_id, task_type.name))
+            raise TaskNotFound(
+                "no task %s of %s in this server process: unknown, expired, or "
+                "started by another process (the thread store keeps tasks in the "
+                "memory of the process that started them)" % (task_id, task_type.name))
         return state
 
     def _end(self, state, status, message=None):

@@ -1,0 +1,71 @@
+"""``task_rpc`` on its own: what it publishes and how it calls the body."""
+
+import pytest
+from spyne import Application, Integer, ServiceBase, Unicode, rpc
+from spyne.protocol.soap import Soap11
+from spyne.server.null import NullServer
+
+from tasktypes import ThreadStore, task_rpc
+from tasktypes.decorator import TASK_TYPES
+from tasktypes.errors import TaskStopped
+
+
+class Sample(ServiceBase):
+    @rpc(Unicode, _returns=Unicode)
+    def plain(ctx, text):
+        return text.upper()
+
+    @task_rpc(Integer, _returns=Integer)
+    def named(ctx, n, update_progress):
+        update_progress(0.5, "half")
+        return n * 2
+
+    @task_rpc(Integer, Unicode, _returns=Unicode)
+    def kwstyle(ctx, n, label, **kw):
+        kw["update_progress"](1)
+        return "%s:%d:%s:%s" % (label, n, ctx.method, type(ctx).__name__)
+
+
+@pytest.fixture
+def null():
+    app = Application([Sample], "test.decorator", in_protocol=Soap11(),
+                      out_protocol=Soap11())
+    app.tasktypes_store = ThreadStore(workers=2)
+    yield NullServer(app, ostr=False).service
+    app.tasktypes_store.close()
+
+
+def test_five_methods_are_published_for_each_task_type():
+    names = set(Sample.public_methods)
+    for m in ("named", "kwstyle"):
+        assert {m, m + "_progress", m + "_result", m + "_cancel", m + "_wait"} <= names
+    assert "plain" in names and "plain_progress" not in names
+
+
+def test_published_signatures_hide_update_progress():
+    submit = Sample.public_methods["kwstyle"]
+    assert list(submit.in_message._type_info) == ["n", "label"]
+    assert list(Sample.public_methods["named_wait"].in_message._type_info) == [
+        "task_id", "timeout"]
+
+
+def test_bodies_run_with_update_progress_named_or_through_kw(null):
+    task_id = null.named(21).task_id
+    assert null.named_wait(task_id, 5).status == "done"
+    assert null.named_result(task_id) == 42
+    task_id = null.kwstyle(3, "x").task_id
+    assert null.kwstyle_wait(task_id, 5).status == "done"
+    assert null.kwstyle_result(task_id) == "x:3:kwstyle:TaskContext"
+
+
+def test_plain_methods_keep_working(null):
+    assert null.plain("abc") == "ABC"
+
+
+def test_task_types_are_registered_by_importable_key():
+    key = "%s:Sample.named" % __name__
+    assert TASK_TYPES[key].name == "named"
+
+
+def test_task_stopped_is_not_swallowed_by_except_exception():
+    assert not issubclass(TaskStopped, Exception)
