@@ -13,6 +13,7 @@ publishes ``report`` (returns a task id at once), ``report_progress``,
 ``report_result``, ``report_cancel`` and ``report_wait``.
 """
 
+from . import compat  # noqa: F401  (first: fixes spyne on 3.12+ before anything imports it)
 from .app import make_application
 from .decorator import task_rpc
 from .model import TaskInfoResponse, TaskProgressResponse, TaskStatus

@@ -284,7 +284,10 @@ def test_max_running_across_servers(redis_url, pair):
 
     def all_done():
         nonlocal most
-        statuses = [client.hget(KEY_PREFIX + "task:%d" % i, "status") for i in ids]
+        with client.pipeline(transaction=True) as pipe:  # one atomic snapshot
+            for i in ids:
+                pipe.hget(KEY_PREFIX + "task:%d" % i, "status")
+            statuses = pipe.execute()
         most = max(most, statuses.count("running"))
         return statuses.count("done") == 6
     wait_until(all_done, 20, interval=0.01)
