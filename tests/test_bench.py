@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT, redis_server_binary
+from conftest import ROOT
+from tasktypes.testing import redis_server_binary
 
 pytestmark = pytest.mark.skipif(redis_server_binary() is None,
                                 reason="the benchmark starts its own redis-server")
@@ -62,7 +63,10 @@ def test_empty_task_figures(results):
 def test_throughput_figures(results):
     for server in ("cheroot/thread", "cheroot/redis"):
         levels = results["throughput"][server]["levels"]
+        echo_levels = results["throughput"][server]["echo_levels"]
         assert [level["clients"] for level in levels] == [1, 8, 32]
+        assert [level["clients"] for level in echo_levels] == [1, 8, 32]
+        assert all(positive(level["ratio_to_echo"]) for level in levels)
         for level in levels:
             assert level["calls"] > 0 and level["errors"] == 0
             assert positive(level["calls_per_s"])
