@@ -78,6 +78,10 @@ def _choice(*allowed):
     return parse
 
 
+#: Upper bound of the number settings: Redis cannot expire keys much later.
+MAX_SETTING = 10 ** 9
+
+
 def _positive(kind):
     def parse(raw):
         try:
@@ -87,6 +91,8 @@ def _positive(kind):
                                                         else "number")) from None
         if not (value > 0 and math.isfinite(value)):
             raise ValueError("must be greater than 0")
+        if value > MAX_SETTING:
+            raise ValueError("must be at most %d" % MAX_SETTING)
         return value
     return parse
 
@@ -94,6 +100,11 @@ def _positive(kind):
 def _redis_url(raw):
     if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    import redis
+    try:  # redis-py's own reading of the URL: port, db, options
+        redis.ConnectionPool.from_url(raw)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
     return raw
 
 

@@ -21,11 +21,15 @@ hand, and registers the four sibling methods on the class the same way
 
 import math
 import threading
+import time
 
 from spyne import Double, Integer64
 from spyne.decorator import rpc
 
 from .model import TaskInfoResponse, TaskProgressResponse
+
+#: Longest m_wait in seconds, unless the application says otherwise.
+DEFAULT_MAX_WAIT = 30.0
 
 #: Every task type by its ``key``, so a child process that imports the
 #: service module can find the body to run.
@@ -67,6 +71,20 @@ def store_of(ctx):
     if store is None:
         store = ctx.app.tasktypes_store = default_store()
     return store
+
+
+def wait_budget(ctx):
+    """Seconds this HTTP request may still spend in ``m_wait``.
+
+    ``TASKTYPES_MAX_WAIT`` bounds the whole request, not each call: a JSON-RPC
+    batch of many waits must not hold a server thread for many times the cap.
+    """
+    max_wait = getattr(ctx.app, "tasktypes_max_wait", DEFAULT_MAX_WAIT)
+    environ = getattr(ctx.transport, "req_env", None)
+    if environ is None:
+        return max_wait
+    deadline = environ.setdefault("tasktypes.wait_deadline", time.monotonic() + max_wait)
+    return max(0.0, deadline - time.monotonic())
 
 
 def default_store():
@@ -148,8 +166,7 @@ def _publish_controls(cls, task_type, result_kparams):
         return TaskProgressResponse.of(store_of(ctx).cancel(task_type, task_id))
 
     def wait(ctx, task_id, timeout):
-        limit = getattr(ctx.app, "tasktypes_max_wait", 30.0)
-        state = store_of(ctx).wait(task_type, task_id, min(timeout, limit))
+        state = store_of(ctx).wait(task_type, task_id, min(timeout, wait_budget(ctx)))
         return TaskProgressResponse.of(state)
 
     progress.__doc__ = "Where a %s task stands." % name

@@ -58,7 +58,8 @@ from multiprocessing.connection import wait as wait_for
 
 from .decorator import TASK_TYPES
 from .errors import Busy, StoreUnavailable, TaskStopped
-from .redis_store import HEARTBEAT_INTERVAL, encode_result
+from .documents import encode_result
+from .redis_store import HEARTBEAT_INTERVAL
 from .runner import run_body
 from .store import error_text
 

