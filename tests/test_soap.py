@@ -241,3 +241,47 @@ def test_wsdl_address_is_the_public_url_when_configured():
 
 def test_unknown_path_is_404(server):
     assert requests.get(server[0] + "/nothing", timeout=10).status_code == 404
+
+
+def test_nan_for_a_double_is_a_client_fault(server):
+    task_id = zeep.Client(server[0] + "/soap?wsdl").service.countdown(0, 0)
+    for body in ("<t:countdown_wait><t:task_id>%d</t:task_id><t:timeout>NaN</t:timeout>"
+                 "</t:countdown_wait>" % task_id,
+                 "<t:countdown><t:steps>1</t:steps><t:delay>NaN</t:delay></t:countdown>"):
+        response = soap_post(server[0], body)
+        assert "<faultcode>soap11env:Client" in response.text, response.text
+
+
+def raw_post(url, head_extra, body):
+    """Send a POST by hand (headers requests would refuse to send); the reply's
+    status line."""
+    import socket
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), 10) as sock:
+        sock.sendall(("POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                      "application/json\r\n%s\r\n" % head_extra).encode() + body)
+        sock.settimeout(10)
+        return sock.recv(4096).split(b"\r\n", 1)[0].decode()
+
+
+def test_413_comes_before_the_body_is_read(server):
+    # 1 GB announced, 10 bytes sent: a server that read the body first would
+    # wait for the rest instead of answering.
+    status = raw_post(server[0], "Content-Length: %d\r\n" % 2 ** 30, b'{"jsonrpc":')
+    assert status.split()[1] == "413"
+
+
+def test_negative_content_length_is_refused(server):
+    status = raw_post(server[0], "Content-Length: -1\r\nConnection: close\r\n",
+                      b'{"jsonrpc": "2.0", "method": "echo", "params": ["x"], "id": 1}')
+    assert status.split()[1] in ("400", "413")
+
+
+def test_utf16_billion_laughs_is_refused_before_parsing(server):
+    entities = '<!ENTITY lol "lol"><!ENTITY lol1 "%s">' % ("&lol;" * 10)
+    text = ENVELOPE % ("<!DOCTYPE r [%s]>" % entities, "<t:echo><t:text>&lol1;</t:text></t:echo>")
+    text = text.replace('<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-16"?>')
+    response = requests.post(server[0] + "/soap", data=text.encode("utf-16"),
+                             headers={"Content-Type": "text/xml; charset=utf-16"}, timeout=10)
+    assert "Client.DTDNotAllowed" in response.text

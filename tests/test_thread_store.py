@@ -1,0 +1,122 @@
+"""What only the thread store does: threads that cannot be killed, a queue in
+memory, results checked against their declared type in the worker."""
+
+import time
+
+import pytest
+from spyne import Integer, ServiceBase, Unicode
+
+from tasktypes import ThreadStore, make_application, task_rpc
+from tasktypes.devserver import BackgroundServer
+
+from conftest import JsonRpcError, jsonrpc, soap_fault, soap_service, wait_until
+
+
+class Awkward(ServiceBase):
+    @task_rpc(Integer, _returns=Integer)
+    def swallower(ctx, steps, update_progress):
+        """Catches every Exception, as careless bodies do."""
+        done = 0
+        for _ in range(steps):
+            try:
+                time.sleep(0.02)
+                update_progress(0.5)
+                done += 1
+            except Exception:
+                pass
+        return done
+
+    @task_rpc(Unicode, _returns=Integer)
+    def exits(ctx, how, update_progress):
+        raise SystemExit(how)
+
+    @task_rpc(_returns=Integer)
+    def wrongType(ctx, update_progress):
+        return "not a number"
+
+    @task_rpc(Integer, _returns=Integer)
+    def silent(ctx, seconds, update_progress):
+        """Never reports progress."""
+        time.sleep(seconds)
+        return seconds
+
+
+@pytest.fixture
+def served():
+    store = ThreadStore(workers=1, max_queued=2)
+    app = make_application([Awkward], store=store, max_wait=1)
+    with BackgroundServer(app) as url:
+        yield url, store
+    store.close()
+
+
+def test_cancel_stops_a_body_that_catches_exception(served):
+    url, store = served
+    soap = soap_service(url)
+    task_id = soap.swallower(1000)
+    wait_until(lambda: soap.swallower_progress(task_id).progress > 0)
+    assert soap.swallower_cancel(task_id).status == "cancelled"
+    # the body stopped, so the single worker is free again for the next task
+    other = soap.silent(0)
+    assert soap.silent_wait(other, 1).status in ("running", "done")
+    wait_until(lambda: soap.silent_progress(other).status == "done", 5)
+
+
+def test_a_body_that_never_reports_runs_on_and_its_result_is_discarded(served):
+    url, _ = served
+    soap = soap_service(url)
+    task_id = soap.silent(1)
+    wait_until(lambda: soap.silent_progress(task_id).status == "running")
+    assert soap.silent_cancel(task_id).status == "cancelled"
+    follower = soap.silent(0)
+    time.sleep(1.2)  # the cancelled body has returned by now
+    assert soap.silent_progress(task_id).status == "cancelled"
+    assert soap_fault(soap.silent_result, task_id) == "Client.TaskCancelled"
+    assert soap.silent_wait(follower, 1).status == "done"
+
+
+def test_system_exit_in_a_body_fails_the_task_and_the_worker_lives(served):
+    url, _ = served
+    soap = soap_service(url)
+    task_id = soap.exits("bye")
+    state = soap.exits_wait(task_id, 1)
+    assert state.status == "failed" and state.message == "SystemExit: bye"
+    task_id = soap.silent(0)  # the only worker still runs tasks
+    assert soap.silent_wait(task_id, 1).status == "done"
+
+
+def test_a_result_of_the_wrong_type_fails_the_task(served):
+    url, _ = served
+    soap = soap_service(url)
+    task_id = soap.wrongType()
+    state = soap.wrongType_wait(task_id, 1)
+    assert state.status == "failed"
+    assert state.message.startswith("the result cannot be stored")
+    assert soap_fault(soap.wrongType_result, task_id) == "Server.TaskFailed"
+
+
+def test_cancelled_queued_tasks_free_their_place_in_the_queue(served):
+    url, _ = served
+    soap = soap_service(url)
+    running = soap.silent(1)
+    wait_until(lambda: soap.silent_progress(running).status == "running")
+    queued = [soap.silent(0), soap.silent(0)]
+    assert soap_fault(soap.silent, 0) == "Server.Busy"
+    for task_id in queued:
+        assert soap.silent_cancel(task_id).status == "cancelled"
+    assert soap.silent_wait(soap.silent(0), 1).status in ("queued", "running", "done")
+
+
+def test_max_wait_bounds_a_whole_batch_of_waits(served):
+    import requests
+    url, _ = served
+    task_id = jsonrpc(url, "silent", 3)["task_id"]
+    batch = [{"jsonrpc": "2.0", "method": "silent_wait", "params": [task_id, 1], "id": i}
+             for i in range(4)]
+    started = time.monotonic()
+    replies = requests.post(url + "/jsonrpc", json=batch, timeout=30).json()
+    assert len(replies) == 4 and all(r["result"]["status"] == "running" for r in replies)
+    assert time.monotonic() - started < 2  # one MAX_WAIT (1 s), not four
+    with pytest.raises(JsonRpcError) as info:
+        jsonrpc(url, "silent_result", task_id)
+    assert info.value.code == -32002
