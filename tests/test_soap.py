@@ -285,3 +285,46 @@ def test_utf16_billion_laughs_is_refused_before_parsing(server):
     response = requests.post(server[0] + "/soap", data=text.encode("utf-16"),
                              headers={"Content-Type": "text/xml; charset=utf-16"}, timeout=10)
     assert "Client.DTDNotAllowed" in response.text
+
+
+def test_fast_soap_output_is_the_document_spyne_writes():
+    """FastSoap11 writes flat types by a plan: byte for byte spyne's output."""
+    from spyne import Application
+    from spyne.protocol.soap import Soap11
+    from tasktypes.soap import FastSoap11, SafeSoap11, SoapApplication
+
+    store = ThreadStore(workers=2)
+
+    def soap_app(out_protocol):
+        app = Application(services, "tasktypes", name="TaskService",
+                          in_protocol=SafeSoap11(validator="soft"), out_protocol=out_protocol)
+        app.tasktypes_store = store
+        return SoapApplication(app)
+
+    fast, plain = soap_app(FastSoap11()), soap_app(Soap11())
+    with BackgroundServer(fast) as fast_url, BackgroundServer(plain) as plain_url:
+        def both(body):
+            replies = [requests.post(url, data=(ENVELOPE % ("", body)).encode(), timeout=10,
+                                     headers={"Content-Type": "text/xml"}).content
+                       for url in (fast_url, plain_url)]
+            assert replies[0] == replies[1], replies
+            return replies[0]
+
+        for submit in ("<t:countdown><t:steps>2</t:steps><t:delay>0</t:delay></t:countdown>",
+                       "<t:cloneInstance><t:instance_id>a</t:instance_id>"
+                       "<t:new_instance_name>b</t:new_instance_name></t:cloneInstance>",
+                       "<t:failingTask><t:message>no</t:message><t:delay>0</t:delay>"
+                       "</t:failingTask>"):
+            method = submit[3:submit.index(">")]
+            task_id = int(requests.post(
+                fast_url, data=(ENVELOPE % ("", submit)).encode(),
+                headers={"Content-Type": "text/xml"}, timeout=10,
+            ).text.split("task_id>")[1].split("<")[0])
+            body = "<t:{0}_wait><t:task_id>{1}</t:task_id><t:timeout>5</t:timeout></t:{0}_wait>"
+            assert b"<tns:status>" in both(body.format(method, task_id))
+            for control in ("progress", "result", "cancel"):
+                both("<t:{0}_{1}><t:task_id>{2}</t:task_id></t:{0}_{1}>".format(
+                    method, control, task_id))
+        both("<t:echo><t:text>x &lt; y</t:text></t:echo>")
+        both("<t:countdown_progress><t:task_id>1</t:task_id></t:countdown_progress>")
+    store.close()
