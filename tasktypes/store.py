@@ -2,10 +2,13 @@
 ``ThreadStore``.
 
 A store has two sides. Published methods (``m``, ``m_progress``, ...) call
-the client side: ``submit``, ``read``, ``result``, ``cancel``, ``wait``. The
-runner that executes bodies calls the task side: ``start``,
-``update_progress``, ``finish``, ``fail``. ``RedisStore`` implements the same
-class; the contract tests in ``tests/test_store_contract.py`` run against both.
+the client side, the ``Store`` interface: ``submit``, ``read``, ``result``,
+``cancel``, ``wait``; ``RedisStore`` implements the same class, and the
+contract tests in ``tests/test_store_contract.py`` run against both. The task
+side (``start``, ``update_progress``, ``finish``, ``fail``) is between a store
+and its own runner, and follows where bodies run: a thread hands its result
+over in memory, a worker process sends a document over a pipe, so its
+signatures are each store's own.
 
     store = ThreadStore(workers=8, result_ttl=3600)
     state = store.submit(task_type, (10, 0.5))
@@ -81,7 +84,8 @@ class Store:
 
     def wait(self, task_type, task_id, timeout):
         """The state once the task has finished, or after ``timeout`` seconds,
-        whichever comes first; never by polling."""
+        whichever comes first. Waiters are woken when the task ends (a
+        condition, Redis pub/sub), not by polling its state."""
         raise NotImplementedError
 
     def result(self, task_type, task_id):
