@@ -13,8 +13,13 @@ fails the task in both stores alike instead of failing the reply.
 """
 
 from spyne import ComplexModel
-from spyne.util.dictdoc import get_json_as_object, get_object_as_json
+from spyne.context import FakeContext
+from spyne.protocol.json import JsonDocument
 
+# One protocol instance for all documents: spyne's get_object_as_json and
+# get_json_as_object build a new one per call, which costs more than the
+# document itself.
+_JSON = JsonDocument(ignore_wrappers=True, complex_as=dict)
 _wrappers = {}
 
 
@@ -33,8 +38,9 @@ def encode_result(returns, value):
     if returns is None:
         value = None
     wrapper = _wrapper(returns)
-    doc = get_object_as_json(wrapper(value=value), wrapper,
-                             complex_as=dict).decode("utf-8")
+    ctx = FakeContext(out_document=[_JSON._object_to_doc(wrapper, wrapper(value=value))])
+    _JSON.create_out_string(ctx, "utf8")
+    doc = b"".join(ctx.out_string).decode("utf-8")
     # spyne writes what it is given; reading it back validates it, here in
     # the task rather than in every reader.
     decode_result(returns, doc)
@@ -44,5 +50,6 @@ def encode_result(returns, value):
 def decode_result(returns, doc):
     if returns is None:
         return None
-    wrapper = _wrapper(returns)
-    return get_json_as_object(doc.encode("utf-8"), wrapper, complex_as=dict).value
+    ctx = FakeContext(in_string=[doc.encode("utf-8")])
+    _JSON.create_in_document(ctx)
+    return _JSON._doc_to_object(None, _wrapper(returns), ctx.in_document).value
