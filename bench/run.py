@@ -37,6 +37,7 @@ met or missed.
 """
 
 import argparse
+import importlib
 import json
 import multiprocessing
 import os
@@ -207,10 +208,20 @@ def _throughput_worker(url, protocol, body, threads, seconds, go, results):
     errors = [0] * threads
     ready = threading.Barrier(threads + 1)
 
+    failures = []
+
     def run(n):
-        client = Client(url, protocol)
-        client.send(body)  # connected and warm before the clock starts
-        ready.wait()
+        try:
+            client = Client(url, protocol)
+            client.send(body)  # connected and warm before the clock starts
+        except Exception as exc:  # a client that cannot start must not hang the others
+            failures.append("%s: %s" % (type(exc).__name__, exc))
+            ready.abort()
+            return
+        try:
+            ready.wait()
+        except threading.BrokenBarrierError:
+            return
         go.wait()
         stop_at = time.monotonic() + seconds
         send = client.send
@@ -229,7 +240,12 @@ def _throughput_worker(url, protocol, body, threads, seconds, go, results):
     pool = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
     for thread in pool:
         thread.start()
-    ready.wait()
+    try:
+        ready.wait(60)
+    except threading.BrokenBarrierError:
+        ready.abort()
+        results.put("a client could not start: %s" % (failures or ["timed out"])[0])
+        return
     results.put("ready")
     for thread in pool:
         thread.join()
@@ -259,8 +275,12 @@ def measure_throughput(server, protocol, clients, seconds, cpu, kind="progress")
     for worker in workers:
         worker.start()
     for _ in workers:
-        if results.get(timeout=60) != "ready":
-            raise RuntimeError("a client process did not start")
+        answer = results.get(timeout=90)
+        if answer != "ready":
+            go.set()
+            for worker in workers:
+                worker.join(10)
+            raise RuntimeError(answer)
     cpu_before = [read() for read in cpu]
     go.set()
     time.sleep(seconds)
@@ -487,7 +507,7 @@ def fill_redis(redis_url, count):
     from tasktypes.model import new_task_id
     from tasktypes.redis_store import RedisStore
 
-    import service.task_service  # noqa: F401  (registers countdown)
+    importlib.import_module("service.task_service")  # registers countdown
     countdown = TASK_TYPES["service.task_service:TaskService.countdown"]
     store = RedisStore(redis_url)
     try:

@@ -13,6 +13,13 @@ its ``_time_limit`` or cancelled from any server process (``ended``) gets its
 worker terminated (SIGTERM, SIGKILL after ``KILL_GRACE``) and replaced. The
 same thread beats the heartbeat that tells readers this server still lives.
 
+Stopping does not rest on the ``ended`` channel alone (pub/sub delivers at
+most once, and nothing while the listener reconnects): each heartbeat also
+reads the status of every task running here and stops any that is no
+longer ``running``, so a missed message costs at most a heartbeat. A task's
+``_max_running`` slot is released only once its process is gone, never while
+a cancelled or timed-out body may still run.
+
 Start method: ``forkserver``, with tasktypes, spyne, lxml, redis and the
 modules of the registered task types preloaded. ``fork`` from a server
 process is unsafe: cheroot and mod_wsgi run many threads, and a child forked
@@ -67,6 +74,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a terminated worker has to exit before it gets SIGKILL.
 KILL_GRACE = 0.5
+#: Seconds until the next try after a heartbeat that Redis refused.
+HEARTBEAT_RETRY = 0.2
 #: Imported once in the fork server, so that a new worker starts in ms.
 PRELOAD = ["tasktypes", "tasktypes.process_runner", "tasktypes.redis_store",
            "spyne", "lxml.etree", "redis"]
@@ -98,7 +107,7 @@ def _main_module_hidden():
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "task", "deadline", "kill_at")
+    __slots__ = ("process", "conn", "task", "deadline", "kill_at", "slot")
 
     def __init__(self, process, conn):
         self.process = process
@@ -106,6 +115,7 @@ class _Worker:
         self.task = None       # (task_type, task_id) while busy
         self.deadline = None   # monotonic time its task's time limit ends
         self.kill_at = None    # monotonic time it gets SIGKILL once terminated
+        self.slot = None       # (task_type, task_id) of the slot it holds
 
 
 class ProcessRunner:
@@ -120,6 +130,8 @@ class ProcessRunner:
         self._busy = {}      # task id -> _Worker
         self._dying = []     # terminated workers not yet reaped
         self._stop = set()   # ids of running tasks that ended elsewhere
+        self._starting = None  # id of the task _dispatch is starting
+        self._beat_failed = False
         self._unwritten = []  # final states Redis refused while down: retried
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -147,7 +159,9 @@ class ProcessRunner:
         """A task ended somewhere (``ended`` channel): stop it if it runs or
         waits here, and look again at tasks waiting for a free slot."""
         with self._lock:
-            if task_id in self._busy:
+            # A task being started may have been cancelled right after its
+            # start: _dispatch puts it in _busy next, and _enforce stops it.
+            if task_id in self._busy or task_id == self._starting:
                 self._stop.add(task_id)
             else:
                 for item in self._waiting:
@@ -162,6 +176,7 @@ class ProcessRunner:
         with self._lock:
             self._closed = True
             waiting, self._waiting = list(self._waiting), collections.deque()
+            busy_ids = set(self._busy)
             busy, self._busy = list(self._busy.values()), {}
             workers = self._idle + busy + self._dying
             self._idle, self._dying = [], []
@@ -174,19 +189,22 @@ class ProcessRunner:
             self._wake_w = None
         for worker in workers:
             worker.process.terminate()
+        for worker in workers:  # first gone, then their slots free
+            worker.process.join(KILL_GRACE)
+            if worker.process.exitcode is None:
+                worker.process.kill()
+                worker.process.join(1)
         try:
             for task_type, task_id, args in waiting:
                 self.store.fail(task_type, task_id, "the server process stopped")
             for worker in busy:
                 self.store.fail(*worker.task, "the server process stopped")
+            for worker in workers:
+                if worker.slot is not None and worker.slot[1] not in busy_ids:
+                    self.store.release_slot(*worker.slot)
             self.store.forget_server()
         except StoreUnavailable:
             pass
-        for worker in workers:
-            worker.process.join(KILL_GRACE)
-            if worker.process.exitcode is None:
-                worker.process.kill()
-                worker.process.join(1)
 
     # the supervisor thread
 
@@ -203,8 +221,11 @@ class ProcessRunner:
         while not self._closed:
             try:
                 if time.monotonic() >= next_beat:
-                    self._heartbeat()
-                    next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+                    # After a failed beat, try again soon: a Redis that comes
+                    # back must see this server before its heartbeat expires.
+                    beaten = self._heartbeat()
+                    next_beat = time.monotonic() + (HEARTBEAT_INTERVAL if beaten
+                                                    else HEARTBEAT_RETRY)
                 self._round(next_beat)
             except Exception:  # never let the thread die: it guards every task
                 logger.exception("the task supervisor hit an error")
@@ -236,22 +257,48 @@ class ProcessRunner:
         self._replace()
 
     def _heartbeat(self):
+        """Beat, write the final states Redis refused before, and stop the
+        tasks that ended elsewhere (their message may have been missed).
+        False if Redis is unreachable."""
         with self._lock:
-            ids = [item[1] for item in self._waiting] + list(self._busy)
+            waiting = [item[1] for item in self._waiting]
+            busy = list(self._busy)
             leases = {}
-            for worker in self._busy.values():
-                task_type, task_id = worker.task
-                if task_type.max_running:
+            for worker in list(self._busy.values()) + self._dying:
+                if worker.slot is not None:  # held until the process is gone
+                    task_type, task_id = worker.slot
                     leases.setdefault(task_type.key, []).append(task_id)
             unwritten, self._unwritten = self._unwritten, []
         try:
-            self.store.heartbeat(ids, leases)
-            for write in unwritten:
-                write()
+            statuses = self.store.heartbeat(waiting + busy, leases)
+            while unwritten:
+                unwritten[0]()
+                unwritten.pop(0)
         except StoreUnavailable as exc:
-            logger.warning("heartbeat not written: %s", exc)
+            if not self._beat_failed:
+                logger.warning("heartbeat not written: %s", exc)
+                self._beat_failed = True
             with self._lock:
-                self._unwritten.extend(unwritten)
+                self._unwritten[:0] = unwritten
+            return False
+        if self._beat_failed:
+            logger.info("heartbeat written again")
+            self._beat_failed = False
+        stop = False
+        with self._lock:
+            for task_id in busy:
+                status = statuses.get(task_id)
+                if status != "running" and task_id in self._busy:
+                    logger.info("task %d is %s: stopping its process", task_id,
+                                status or "gone from Redis")
+                    self._stop.add(task_id)
+                    stop = True
+            for item in list(self._waiting):
+                if item[1] in statuses and statuses[item[1]] != "queued":
+                    self._waiting.remove(item)  # cancelled, lost or gone
+        if stop:
+            self._wake()  # _enforce right after this round's wait, not a beat later
+        return True
 
     def _dispatch(self):
         """Hand waiting tasks to idle workers, oldest first, skipping methods
@@ -265,6 +312,9 @@ class ProcessRunner:
                 if item is None:
                     return
             task_type, task_id, args = item
+            with self._lock:
+                self._starting = task_id  # ended() now marks it to be stopped
+            started = False
             try:
                 if task_type.max_running and not self.store.acquire_slot(task_type,
                                                                          task_id):
@@ -275,26 +325,34 @@ class ProcessRunner:
             except StoreUnavailable as exc:
                 logger.warning("cannot start task %d: %s", task_id, exc)
                 return  # it stays queued; the next heartbeat tries again
-            with self._lock:
-                if item in self._waiting:
-                    self._waiting.remove(item)
-                if started:
-                    self._idle.remove(worker)
+            finally:
+                # From _waiting into _busy under one lock: there is no moment
+                # in which ended() would find the task nowhere.
+                with self._lock:
+                    self._starting = None
+                    if started:
+                        if item in self._waiting:
+                            self._waiting.remove(item)
+                        self._idle.remove(worker)
+                        worker.task = (task_type, task_id)
+                        if task_type.max_running:
+                            worker.slot = worker.task
+                        if task_type.time_limit:
+                            worker.deadline = time.monotonic() + task_type.time_limit
+                        self._busy[task_id] = worker
             if not started:  # cancelled (or lost) while it waited
+                with self._lock:
+                    if item in self._waiting:
+                        self._waiting.remove(item)
                 if task_type.max_running:
                     self._write(self.store.release_slot, task_type, task_id)
                 continue
-            with self._lock:
-                worker.task = (task_type, task_id)
-                if task_type.time_limit:
-                    worker.deadline = time.monotonic() + task_type.time_limit
-                self._busy[task_id] = worker
             try:
                 worker.conn.send((task_id, task_type.key, args))
             except Exception as exc:  # arguments that do not pickle
                 with self._lock:
                     self._busy.pop(task_id, None)
-                    worker.task = worker.deadline = None
+                    worker.task = worker.deadline = worker.slot = None
                     self._idle.append(worker)
                 self._write(self.store.fail, task_type, task_id,
                             "the arguments cannot be sent to the task process: %s"
@@ -347,7 +405,8 @@ class ProcessRunner:
             for pool in (self._idle, self._dying):
                 if worker in pool:
                     pool.remove(worker)
-            task = worker.task
+            task, slot = worker.task, worker.slot
+            worker.slot = None
             if task is not None:
                 self._busy.pop(task[1], None)
         if task is not None:
@@ -356,7 +415,9 @@ class ProcessRunner:
                    else "exited with code %d" % code)
             logger.error("the process of task %d (%s) died: %s", task[1], task[0].name, how)
             self._write(self.store.fail, task[0], task[1],
-                        "the task's process died (%s)" % how)
+                        "the task's process died (%s)" % how)  # frees the slot too
+        elif slot is not None:  # a stopped task's process is gone at last
+            self._write(self.store.release_slot, *slot)
 
     def _received(self, worker, message):
         if message[0] == "log":
@@ -369,15 +430,17 @@ class ProcessRunner:
         with self._lock:
             if worker.task is None or worker.task[1] != task_id:
                 return  # a late word from a task stopped meanwhile
-            task_type = worker.task[0]
+            task_type, slot = worker.task[0], worker.slot
             self._busy.pop(task_id, None)
-            worker.task = worker.deadline = None
+            worker.task = worker.deadline = worker.slot = None
             if worker.process.exitcode is None:
                 self._idle.append(worker)
-        if ok:
+        if ok:  # finish and fail free the slot with the end
             self._write(self.store.finish, task_type, task_id, payload, text)
         elif ok is not None:
             self._write(self.store.fail, task_type, task_id, payload, progress=progress)
+        elif slot is not None:  # stopped itself: it ended elsewhere
+            self._write(self.store.release_slot, *slot)
         self._wake()
 
     def _write(self, write, *args, **kwargs):
@@ -402,7 +465,8 @@ class ProcessRunner:
             logger.warning("task %d (%s): %s", task_id, task_type.name,
                            task_type.time_limit_message)
             self._write(self.store.fail, task_type, task_id,
-                        task_type.time_limit_message, timed_out=True)
+                        task_type.time_limit_message, timed_out=True,
+                        release=False)  # not before the process is gone
         for worker in stop + late:
             with self._lock:
                 self._busy.pop(worker.task[1], None)

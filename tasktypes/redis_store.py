@@ -15,26 +15,54 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     one hash per task: ``method``, ``status``, ``progress``, ``message``,
     ``starttime``, ``endtime``, ``timed_out``, ``result`` (a JSON document of
     the method's declared return type, never a pickle), ``server`` (who runs
-    it) and ``pid`` (the worker process). Every status change is a Lua script
-    that checks the status it changes from, so a late progress write or a
-    finishing body never overwrites ``cancelled`` or ``failed``. It expires
-    ``result_ttl`` after the task ends; before that the heartbeat renews it.
+    it), ``pid`` (the worker process) and ``alive`` (the server's last
+    heartbeat while the task was unfinished). Every status change is a Lua
+    script that checks the status it changes from, so a late progress write
+    or a finishing body never overwrites ``cancelled`` or ``failed``. It
+    expires ``result_ttl`` after the task ends; before that the heartbeat
+    renews it.
 ``tasktypes:server:<server id>``
     the heartbeat of one server process, renewed every
     ``HEARTBEAT_INTERVAL`` and expiring after ``HEARTBEAT_TTL``. A reader that
     finds a queued or running task whose server has no heartbeat marks it
-    failed right there: no sweeper process is needed.
+    failed right there (no sweeper process is needed), with ``alive`` as its
+    end: its duration is what it ran up to the last sign of life, at most a
+    heartbeat short, however late it is read.
 ``tasktypes:slots:<task type key>``
     the leases of ``_max_running``: a sorted set of task ids scored by when
     the lease expires (Redis's own clock); the heartbeat renews the leases of
-    running tasks, so a dead server's slots come free by themselves.
+    running tasks, so a dead server's slots come free by themselves. A slot
+    is freed when its task's process is free: with the end of a task that
+    returned, raised or died, but after a cancelled or timed-out one has been
+    terminated, so that no body runs beyond the limit.
 ``tasktypes:ended`` (pub/sub channel)
     carries the id of every task that ends (done, failed, cancelled, lost).
     Each server process listens: its waiters wake, and a cancelled task that
-    it runs is terminated, whichever process the cancel came to.
+    it runs is terminated, whichever process the cancel came to. Pub/sub
+    delivers at most once, so the heartbeat also reads the status of the
+    tasks running here and stops those that ended elsewhere.
 
-Redis calls time out after ``SOCKET_TIMEOUT`` seconds; any connection
-failure is ``StoreUnavailable``, and the next call simply reconnects.
+When Redis is unreachable
+    Redis calls time out after ``SOCKET_TIMEOUT`` seconds; any connection
+    failure is ``StoreUnavailable`` (SOAP ``Server.StoreUnavailable``,
+    JSON-RPC -32010), and the next call simply reconnects. Methods that do
+    not touch the store keep working. Running bodies run on; a final state
+    Redis refuses is kept by the runner and written at the next heartbeat
+    that gets through, so a task that ended during an outage is found
+    ``done`` (or ``failed``) once Redis answers again with its data.
+
+    A Redis that comes back *without* its data (restarted with no
+    persistence) has lost every task: nothing is recreated from the
+    server's memory, since the server knows neither the start time nor the
+    other servers' tasks. Such tasks are ``TaskNotFound`` like expired ones;
+    the heartbeat finds a task running here gone from Redis and stops its
+    process, and a final state retried for it is dropped. New tasks run
+    normally.
+
+    Heartbeat keys expire on Redis's clock: an outage longer than about
+    ``HEARTBEAT_TTL - HEARTBEAT_INTERVAL`` seconds (a partition, a paused
+    Redis) makes the tasks of the servers it cut off look lost to a reader,
+    which then fails them, and their servers stop those processes.
 """
 
 import functools
@@ -70,42 +98,64 @@ PROGRESS_INTERVAL = 0.1
 _FIELDS = ("method", "status", "progress", "message", "starttime", "endtime",
            "timed_out")
 
-# KEYS: task, slots. ARGV: statuses it may leave (" queued running "),
-# channel, task id, ttl ms, then field/value pairs to set.
-_END = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or not string.find(ARGV[1], ' ' .. status .. ' ', 1, true) then
-  return 0
+# The one way a task ends, shared by the scripts below. KEYS: task, slots.
+# ARGV[1..4]: channel, task id, ttl ms, "1" to free the task's
+# ``_max_running`` slot (even if the task had ended already: "1" means its
+# process is free), "0" while its process may still run (the runner frees
+# the slot once the process is gone).
+_END_TASK = """
+local function end_task(allowed, status, fields)
+  if ARGV[4] == '1' then redis.call('ZREM', KEYS[2], ARGV[2]) end
+  if not status or not string.find(allowed, ' ' .. status .. ' ', 1, true) then
+    return 0
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+  return 1
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('ZREM', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
 """
 
-# KEYS: task, slots. ARGV: server key prefix, now, ttl ms, channel, task id,
-# message for a lost task, then the fields to return.
-_READ = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' or status == 'running' then
-  local server = redis.call('HGET', KEYS[1], 'server')
-  if redis.call('EXISTS', ARGV[1] .. server) == 0 then
-    redis.call('HSET', KEYS[1], 'status', 'failed', 'message', ARGV[6],
-               'endtime', ARGV[2])
-    redis.call('PEXPIRE', KEYS[1], ARGV[3])
-    redis.call('ZREM', KEYS[2], ARGV[5])
-    redis.call('PUBLISH', ARGV[4], ARGV[5])
-  end
+# ARGV[5]: statuses it may leave (" queued running "), then field/value pairs.
+_END = _END_TASK + """
+return end_task(ARGV[5], redis.call('HGET', KEYS[1], 'status'), {unpack(ARGV, 6)})
+"""
+
+# ARGV[5]: server key prefix, ARGV[6]: now, ARGV[7]: message for a lost
+# task, then the fields to return. A queued or running task whose server has
+# no heartbeat is lost; it ended at its last sign of life (``alive``, renewed
+# by each heartbeat), not when somebody happens to read it.
+_READ = _END_TASK + """
+local status, server, alive = unpack(redis.call('HMGET', KEYS[1], 'status', 'server', 'alive'))
+if (status == 'queued' or status == 'running') and server
+   and redis.call('EXISTS', ARGV[5] .. server) == 0 then
+  end_task(' queued running ', status,
+           {'status', 'failed', 'message', ARGV[7], 'endtime', alive or ARGV[6]})
 end
-return redis.call('HMGET', KEYS[1], unpack(ARGV, 7))
+return redis.call('HMGET', KEYS[1], unpack(ARGV, 8))
 """
 
 # KEYS: task. ARGV: now, pid.
 _START = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'starttime', ARGV[1], 'pid', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'running', 'starttime', ARGV[1], 'alive', ARGV[1],
+           'pid', ARGV[2])
 return 1
+"""
+
+# KEYS: tasks of this server. ARGV: now, ttl ms. Keeps each unfinished task
+# alive (never recreating one that is gone) and returns the statuses.
+_BEAT = """
+local statuses = {}
+for i, key in ipairs(KEYS) do
+  local status = redis.call('HGET', key, 'status')
+  if status == 'queued' or status == 'running' then
+    redis.call('HSET', key, 'alive', ARGV[1])
+    redis.call('PEXPIRE', key, ARGV[2])
+  end
+  statuses[i] = status
+end
+return statuses
 """
 
 # KEYS: task. ARGV: progress, then message if there is one.
@@ -145,11 +195,14 @@ def connect(redis_url):
     """A Redis client whose calls fail within seconds instead of hanging.
 
     One retry (no backoff) lets a call succeed on the first use of a pooled
-    connection that Redis closed while it was down.
+    connection that Redis closed while it was down. A timeout is not retried:
+    a Redis that does not answer (paused, partitioned) costs a caller
+    ``SOCKET_TIMEOUT``, not twice that.
     """
     return redis.Redis.from_url(
         redis_url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 1),
+        socket_connect_timeout=SOCKET_TIMEOUT,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30)
 
 
@@ -202,6 +255,7 @@ class RedisStore(Store):
         self._start = self.redis.register_script(_START)
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._renew = self.redis.register_script(_RENEW)
+        self._beat = self.redis.register_script(_BEAT)
 
         self._waiters = {}  # task id -> set of Events, woken by the listener
         self._waiters_lock = threading.Lock()
@@ -240,8 +294,8 @@ class RedisStore(Store):
         fields = _FIELDS + ("result",) if with_result else _FIELDS
         values = self._read(
             keys=[self._task_key % task_id, self._slots_key % task_type.key],
-            args=[self._server_prefix, time.time(), self._ended_ms, self.channel,
-                  task_id, "the server process running this task stopped "
+            args=[self.channel, task_id, self._ended_ms, 1, self._server_prefix,
+                  time.time(), "the server process running this task stopped "
                   "(its heartbeat was lost)"] + list(fields))
         record = dict(zip(fields, values))
         if record["method"] != task_type.name:
@@ -259,16 +313,21 @@ class RedisStore(Store):
     def cancel(self, task_type, task_id):
         state = self.read(task_type, task_id)
         if not state.status.is_finished:
-            self._transition(task_type, task_id, " queued running ",
+            # The slot stays taken until the runner has stopped the process.
+            self._transition(task_type, task_id, " queued running ", False,
                              status="cancelled", message="cancelled")
             state = self.read(task_type, task_id)
         return state
 
     def wait(self, task_type, task_id, timeout):
         """Wakes through the ``ended`` channel the moment the task ends on any
-        host. It also reads the task again every ``HEARTBEAT_INTERVAL``: that
-        finds a task whose server died (nobody publishes that) and covers the
-        moments the listener spends reconnecting."""
+        host: an end is seen within milliseconds, not at the next poll.
+
+        Besides, it re-reads the task once every ``HEARTBEAT_INTERVAL`` while
+        it waits (one Redis call per second per waiter). Nobody publishes the
+        death of a server process, so only a read finds its tasks lost (at
+        most ``HEARTBEAT_TTL`` plus a second after it died); the re-read also
+        covers an end published while the listener was reconnecting."""
         deadline = time.monotonic() + timeout
         event = threading.Event()
         with self._waiters_lock:
@@ -305,17 +364,21 @@ class RedisStore(Store):
 
     @unavailable
     def finish(self, task_type, task_id, doc, message):
+        """The body returned ``doc``; its process is free (so is its slot)."""
         fields = {"status": "done", "progress": 1.0, "result": doc}
         if message is not None:
             fields["message"] = message
-        self._transition(task_type, task_id, " running ", **fields)
+        self._transition(task_type, task_id, " running ", True, **fields)
 
     @unavailable
-    def fail(self, task_type, task_id, message, timed_out=False, progress=None):
+    def fail(self, task_type, task_id, message, timed_out=False, progress=None,
+             release=True):
+        """The task failed. ``release=False`` while its process may still run
+        (time limit): the runner releases the slot once it is gone."""
         fields = {"status": "failed", "message": message, "timed_out": int(timed_out)}
         if progress is not None:
             fields["progress"] = progress
-        self._transition(task_type, task_id, " queued running ", **fields)
+        self._transition(task_type, task_id, " queued running ", release, **fields)
 
     @unavailable
     def acquire_slot(self, task_type, task_id):
@@ -331,30 +394,43 @@ class RedisStore(Store):
     @unavailable
     def heartbeat(self, task_ids, leases):
         """Keep this server's tasks alive: ``task_ids`` queued or running
-        here, ``leases`` maps a task type key to the ids holding its slots."""
+        here, ``leases`` maps a task type key to the ids holding its slots.
+
+        Returns ``{task id: status}`` as Redis has it now (None for a task
+        that is gone), so that the runner stops what ended elsewhere even if
+        it missed the message on the ``ended`` channel."""
+        task_ids = list(task_ids)
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self._server_key, "1", px=self._heartbeat_ms)
-            for task_id in task_ids:
-                pipe.pexpire(self._task_key % task_id, self._unfinished_ms)
+            if task_ids:
+                self._beat(keys=[self._task_key % i for i in task_ids],
+                           args=[time.time(), self._unfinished_ms], client=pipe)
             for key, ids in leases.items():
                 self._renew(keys=[self._slots_key % key],
                             args=[self._heartbeat_ms] + list(ids), client=pipe)
-            pipe.execute()
+            replies = pipe.execute()
+        return dict(zip(task_ids, replies[1] if task_ids else ()))
 
     @unavailable
     def forget_server(self):
         """This server process stops: its heartbeat goes at once."""
         self.redis.delete(self._server_key)
 
-    def _transition(self, task_type, task_id, allowed, **fields):
+    def _transition(self, task_type, task_id, allowed, release, **fields):
         fields["endtime"] = time.time()
         pairs = [item for pair in fields.items() for item in pair]
         return self._end(keys=[self._task_key % task_id, self._slots_key % task_type.key],
-                         args=[allowed, self.channel, task_id, self._ended_ms] + pairs)
+                         args=[self.channel, task_id, self._ended_ms, int(release),
+                               allowed] + pairs)
 
     # the listener: wake waiters, stop tasks cancelled elsewhere
 
     def _listen(self):
+        """The listener thread's loop. It must never die: anyone who can
+        publish on the channel could otherwise stop every wake-up and remote
+        cancel of this process. Whatever goes wrong, it subscribes again
+        after a short pause (the heartbeat and the waiters' re-reads cover
+        what it misses meanwhile)."""
         warned = False
         while not self._closed.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -366,17 +442,33 @@ class RedisStore(Store):
                 while not self._closed.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
-                        self._ended(int(message["data"]))
+                        self._received(message)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if not warned:
                     logger.warning("lost the connection to Redis (%s); retrying", exc)
                     warned = True
+                self._closed.wait(0.5)
+            except Exception:
+                logger.exception("the Redis listener hit an error; subscribing again")
                 self._closed.wait(0.5)
             finally:
                 try:
                     pubsub.close()
                 except Exception:
                     pass
+
+    def _received(self, message):
+        """One message of the ``ended`` channel; a malformed one is ignored."""
+        try:
+            task_id = int(message["data"])
+        except (KeyError, TypeError, ValueError):
+            logger.warning("ignored a malformed message on %s: %r", self.channel,
+                           message.get("data"))
+            return
+        try:
+            self._ended(task_id)
+        except Exception:
+            logger.exception("could not handle the end of task %d", task_id)
 
     def _ended(self, task_id):
         with self._waiters_lock:

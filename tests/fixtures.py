@@ -7,6 +7,7 @@ import (the Redis store's workers find a body by "module:Class.method").
 import logging
 import math
 import os
+import signal
 import sys
 import time
 
@@ -95,6 +96,24 @@ class FixtureService(ServiceBase):
     def silent(ctx, seconds, update_progress):
         """Never reports progress: only killing its process stops it."""
         time.sleep(seconds)
+        return 1
+
+    @task_rpc(Double, _returns=Integer)
+    def hold(ctx, seconds, update_progress):
+        """Never reports progress and has no time limit: only a stop from
+        outside (killing its process) ends it early."""
+        time.sleep(seconds)
+        return 1
+
+    @task_rpc(Double, _returns=Integer, _max_running=1)
+    def stubborn(ctx, seconds, update_progress):
+        """Ignores SIGTERM and never reports: its process outlives a
+        terminate by the whole kill grace."""
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            time.sleep(seconds)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return 1
 
     @task_rpc(Unicode, Double, _returns=Integer)

@@ -5,6 +5,7 @@ one Redis (``python wsgi.py`` children, called over SOAP and JSON-RPC).
 Everything is real: a private redis-server, real processes, real signals.
 """
 
+import collections
 import logging
 import os
 import signal
@@ -14,14 +15,17 @@ import time
 
 import pytest
 import redis
-import requests
 
-from conftest import ServiceProcess, wait_until
+from conftest import (JsonRpcError, ServiceProcess, jsonrpc, soap_fault, soap_service,
+                      wait_until)
 from fixtures import task_type
 
+from tasktypes import redis_store as redis_store_module
 from tasktypes.errors import StoreUnavailable, TaskTimedOut
 from tasktypes.model import TaskStatus
-from tasktypes.redis_store import HEARTBEAT_TTL, KEY_PREFIX, RedisStore
+from tasktypes.redis_store import (HEARTBEAT_INTERVAL, HEARTBEAT_TTL, KEY_PREFIX,
+                                   SOCKET_TIMEOUT, RedisStore)
+from tasktypes.testing import RedisServer
 
 
 @pytest.fixture
@@ -159,70 +163,159 @@ def test_redis_unreachable(redis_server, redis_url):
         store.close()
 
 
+def test_missed_cancel_message_still_stops_the_task(store, redis_url):
+    """A cancel whose message on the ``ended`` channel never arrives (pub/sub
+    is at most once) still stops a body that never reports progress: the
+    heartbeat reads the status."""
+    tt = task_type("hold")
+    task_id = store.submit(tt, (30.0,)).task_id
+    pid = worker_pid(redis_url, task_id)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.hset(KEY_PREFIX + "task:%d" % task_id, "status", "cancelled")  # no PUBLISH
+    wait_until(lambda: not alive(pid), HEARTBEAT_INTERVAL + 2)
+    assert store.read(tt, task_id).status is TaskStatus.CANCELLED
+    assert run(store, "add", 1, 1)[1].status is TaskStatus.DONE
+
+
+def test_slot_stays_taken_until_the_cancelled_process_is_gone(store, redis_url):
+    """``stubborn`` (``_max_running=1``) ignores SIGTERM, so its process lives
+    for the kill grace after the cancel; the next one must not start before."""
+    tt = task_type("stubborn")
+    first = store.submit(tt, (30.0,)).task_id
+    pid = worker_pid(redis_url, first)
+    second = store.submit(tt, (0.0,)).task_id
+    assert store.read(tt, second).status is TaskStatus.QUEUED
+    assert store.cancel(tt, first).status is TaskStatus.CANCELLED
+    wait_until(lambda: store.read(tt, second).status is not TaskStatus.QUEUED, 10,
+               interval=0.005)
+    assert not alive(pid)
+    assert store.wait(tt, second, 10).status is TaskStatus.DONE
+
+
+def test_listener_survives_bad_messages(store, redis_url, monkeypatch, caplog):
+    """Anyone may publish on the channel; nothing published there, and no
+    error in handling a message, may stop the listener."""
+    # Waiters re-read Redis only every 30 s now: only the listener can wake them.
+    monkeypatch.setattr(redis_store_module, "HEARTBEAT_INTERVAL", 30.0)
+    handled = threading.Event()
+    real_ended = store.runner.ended
+
+    def ended_fails_once(task_id):
+        if not handled.is_set():
+            handled.set()
+            raise RuntimeError("boom")
+        real_ended(task_id)
+    monkeypatch.setattr(store.runner, "ended", ended_fails_once)
+    client = redis.Redis.from_url(redis_url)
+    # (again and again until the listener, subscribing meanwhile, gets one)
+    wait_until(lambda: client.publish(store.channel, b"4242") and handled.is_set(), 5)
+    for data in (b"not a task id", b"", b"1.5", b"\xff\xfe"):
+        client.publish(store.channel, data)
+    tt = task_type("hold")  # ends after the listener has subscribed again
+    task_id = store.submit(tt, (1.5,)).task_id
+    started = time.monotonic()
+    state = store.wait(tt, task_id, 10)
+    assert state.status is TaskStatus.DONE
+    assert time.monotonic() - started < 3  # woken by the listener, not at 10 s
+    assert store._listener.is_alive()
+    assert "malformed message" in caplog.text
+
+
+def test_final_state_written_once_redis_answers_again(redis_server, redis_url,
+                                                      monkeypatch):
+    """A task that ends while Redis does not answer (SIGSTOP: its data
+    survives) is found done, with its result, once Redis is back."""
+    # Heartbeats outlive the pause: the pause must not make the task look
+    # lost (what the module docstring says of longer outages).
+    monkeypatch.setattr(redis_store_module, "HEARTBEAT_TTL", 30.0)
+    store = RedisStore(redis_url, workers=1)
+    paused = False
+    try:
+        tt = task_type("sleepy")
+        task_id = store.submit(tt, (0.5,)).task_id
+        wait_until(lambda: store.read(tt, task_id).status is TaskStatus.RUNNING)
+        os.kill(redis_server.pid, signal.SIGSTOP)
+        paused = True
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.read(tt, task_id)
+        assert time.monotonic() - started < SOCKET_TIMEOUT + 1  # fails, not hangs
+        # the body has ended; Redis refused its final state
+        wait_until(lambda: store.runner._unwritten, 10)
+        os.kill(redis_server.pid, signal.SIGCONT)
+        paused = False
+        state = store.wait(tt, task_id, 10)
+        assert state.status is TaskStatus.DONE and state.progress == 1.0
+        assert store.result(tt, task_id) == 1
+        assert run(store, "add", 2, 3)[1].status is TaskStatus.DONE
+    finally:
+        if paused:
+            os.kill(redis_server.pid, signal.SIGCONT)
+        store.close()
+
+
 # -- server processes sharing one Redis --------------------------------------
-
-def soap(server):
-    import zeep
-    from zeep.transports import Transport
-    return zeep.Client(server.url + "/soap?wsdl",
-                       transport=Transport(operation_timeout=30)).service
-
-
-def jsonrpc(server, method, *params):
-    reply = requests.post(server.url + "/jsonrpc", timeout=30, json={
-        "jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}).json()
-    assert "error" not in reply, reply
-    return reply["result"]
-
-
-def soap_fault(call):
-    import zeep.exceptions
-    with pytest.raises(zeep.exceptions.Fault) as caught:
-        call()
-    return caught.value.code.split(":", 1)[-1]  # without the namespace prefix
-
 
 def redis_env(url, workers):
     return {"TASKTYPES_STORE": "redis", "TASKTYPES_REDIS_URL": url,
             "TASKTYPES_WORKERS": str(workers)}
 
 
+Pair = collections.namedtuple("Pair", "redis_url server_a a server_b b")
+
+
 @pytest.fixture(scope="module")
 def pair(redis_server):
-    """Servers A (one worker) and B (three workers) sharing the Redis."""
+    """Servers A (one worker) and B (three workers) sharing a Redis of their
+    own: the ``redis_url`` fixture empties its Redis before and after every
+    test, which would wipe these live servers' heartbeats and slot leases."""
     started = []
-    try:
-        for workers in (1, 3):
-            started.append(ServiceProcess(redis_env(redis_server.url, workers)))
-        yield started[0], soap(started[0]), started[1], soap(started[1])
-    finally:
-        for server in started:
-            server.stop()
+    with RedisServer() as own_redis:
+        try:
+            for workers in (1, 3):
+                started.append(ServiceProcess(redis_env(own_redis.url, workers)))
+            server_a, server_b = started
+            yield Pair(own_redis.url, server_a, soap_service(server_a.url),
+                       server_b, soap_service(server_b.url))
+        finally:
+            for server in started:
+                server.stop()
 
 
-def test_task_followed_through_another_server(redis_url, pair):
-    server_a, a, server_b, b = pair
+def test_task_followed_through_another_server(pair):
+    a, b = pair.a, pair.b
     task_id = a.countdown(3, 0.1)
     progress = b.countdown_progress(task_id)
     assert progress.task_id == task_id
     assert progress.status in ("queued", "running", "done")
-    started = time.monotonic()
-    state = b.countdown_wait(task_id, 20)  # wakes when the task ends on A
-    assert state.status == "done" and state.progress == 1.0
-    assert time.monotonic() - started < 2
+    assert b.countdown_wait(task_id, 20).status == "done"
     assert b.countdown_result(task_id) == 3
     assert a.countdown_result(task_id) == 3
 
 
-def test_task_followed_over_jsonrpc(redis_url, pair):
-    server_a, a, server_b, b = pair
-    task_id = jsonrpc(server_a, "countdown", 3, 0.1)["task_id"]
-    assert jsonrpc(server_b, "countdown_wait", task_id, 20)["status"] == "done"
-    assert jsonrpc(server_b, "countdown_result", task_id) == 3
+def test_wait_on_another_server_wakes_at_the_end(pair):
+    """B's wait wakes when the task ends on A: shortly after the end (B also
+    re-reads every second, so a late wake-up would show), long before the
+    timeout, and the task ended well after the wait had begun."""
+    for _ in range(2):
+        task_id = pair.a.countdown(15, 0.1)  # 1.5 s
+        sent = time.time()
+        state = pair.b.countdown_wait(task_id, 20)
+        returned = time.time()
+        assert state.status == "done"
+        ended = state.starttime + state.duration
+        assert ended - sent > 1.0, "the task ended before the wait began"
+        assert -0.05 < returned - ended < 0.3, returned - ended
 
 
-def test_complex_falsy_results_and_task_logs(redis_url, pair):
-    server_a, a, server_b, b = pair
+def test_task_followed_over_jsonrpc(pair):
+    task_id = jsonrpc(pair.server_a.url, "countdown", 3, 0.1)["task_id"]
+    assert jsonrpc(pair.server_b.url, "countdown_wait", task_id, 20)["status"] == "done"
+    assert jsonrpc(pair.server_b.url, "countdown_result", task_id) == 3
+
+
+def test_complex_falsy_results_and_task_logs(pair):
+    a, b = pair.a, pair.b
     clone = a.cloneInstance("vm1", "copy")
     zero = a.countdown(0, 0)
     assert b.cloneInstance_wait(clone, 20).status == "done"
@@ -232,54 +325,54 @@ def test_complex_falsy_results_and_task_logs(redis_url, pair):
     assert b.countdown_wait(zero, 20).status == "done"
     assert b.countdown_result(zero) == 0
     wait_until(lambda: "[task %d] cloneInstance %d: snapshot" % (clone, clone)
-               in server_a.read_log(), 5)
+               in pair.server_a.read_log(), 5)
 
 
-def test_cancel_through_another_server(redis_url, pair):
-    server_a, a, server_b, b = pair
+def test_cancel_through_another_server(pair):
+    a, b = pair.a, pair.b
     running = a.countdown(1000, 0.05)
     queued = a.countdown(1, 0.0)  # A has one worker: this one waits
-    pid = worker_pid(redis_url, running)
+    pid = worker_pid(pair.redis_url, running)
     assert b.countdown_progress(queued).status == "queued"
     state = b.countdown_cancel(running)
     assert state.status == "cancelled"
     wait_until(lambda: not alive(pid), 5)
     assert b.countdown_wait(queued, 10).status == "done"  # the freed slot ran it
     assert b.countdown_cancel(running).status == "cancelled"
-    assert soap_fault(lambda: b.countdown_result(running)) == "Client.TaskCancelled"
+    assert soap_fault(b.countdown_result, running) == "Client.TaskCancelled"
 
 
-def test_wait_on_a_killed_task_returns_failed(redis_url, pair):
-    server_a, a, server_b, b = pair
+def test_wait_on_a_killed_task_returns_failed(pair):
+    a, b = pair.a, pair.b
     task_id = a.countdown(1000, 0.05)
-    pid = worker_pid(redis_url, task_id)
+    pid = worker_pid(pair.redis_url, task_id)
     waited = {}
     thread = threading.Thread(target=lambda: waited.update(s=b.countdown_wait(task_id, 20)))
     thread.start()
-    time.sleep(0.2)  # let the wait begin on B
-    started = time.monotonic()
+    thread.join(0.5)
+    assert thread.is_alive()  # B is waiting on a running task
     os.kill(pid, signal.SIGKILL)
     thread.join(15)
-    assert time.monotonic() - started < 3
-    assert waited["s"].status == "failed" and "killed by SIGKILL" in waited["s"].message
-    assert soap_fault(lambda: b.countdown_result(task_id)) == "Server.TaskFailed"
+    returned = time.time()
+    state = waited["s"]
+    assert state.status == "failed" and "killed by SIGKILL" in state.message
+    assert returned - (state.starttime + state.duration) < 0.3  # woken by the end
+    assert soap_fault(b.countdown_result, task_id) == "Server.TaskFailed"
     assert b.countdown_wait(a.countdown(1, 0.0), 10).status == "done"  # A runs on
 
 
-def test_time_limit_over_soap(redis_url, pair):
-    server_a, a, server_b, b = pair
+def test_time_limit_over_soap(pair):
     started = time.monotonic()
-    task_id = a.slowTask(10)
-    state = b.slowTask_wait(task_id, 10)
+    task_id = pair.a.slowTask(10)
+    state = pair.b.slowTask_wait(task_id, 10)
     assert state.status == "failed" and state.message == "time limit of 3 s exceeded"
     assert time.monotonic() - started < 4.5
-    assert soap_fault(lambda: b.slowTask_result(task_id)) == "Server.TaskTimedOut"
+    assert soap_fault(pair.b.slowTask_result, task_id) == "Server.TaskTimedOut"
 
 
-def test_max_running_across_servers(redis_url, pair):
-    server_a, a, server_b, b = pair
-    ids = [(a if i % 2 else b).slowTask(1) for i in range(6)]
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+def test_max_running_across_servers(pair):
+    ids = [(pair.a if i % 2 else pair.b).slowTask(1) for i in range(6)]
+    client = redis.Redis.from_url(pair.redis_url, decode_responses=True)
     most = 0
 
     def all_done():
@@ -294,13 +387,17 @@ def test_max_running_across_servers(redis_url, pair):
     assert most == 2
 
 
+# -- one server process at a time, on the test's own (flushed) Redis ----------
+
 def test_killed_server_frees_its_slots(redis_url, service_process):
     env = redis_env(redis_url, 2)
     doomed, survivor = service_process(env), service_process(env)
-    d, s = soap(doomed), soap(survivor)
+    d, s = soap_service(doomed.url), soap_service(survivor.url)
     held = [d.slowTask(2.8), d.slowTask(2.8)]
     pids = [worker_pid(redis_url, task_id) for task_id in held]
     wait_until(lambda: all(s.slowTask_progress(t).status == "running" for t in held))
+    starttimes = [s.slowTask_progress(t).starttime for t in held]
+    killed = time.time()
     doomed.proc.send_signal(signal.SIGKILL)
     doomed.proc.wait()
     started = time.monotonic()
@@ -308,22 +405,35 @@ def test_killed_server_frees_its_slots(redis_url, service_process):
     assert s.slowTask_progress(task_id).status == "queued"  # both slots still held
     assert s.slowTask_wait(task_id, 15).status == "done"
     assert time.monotonic() - started < HEARTBEAT_TTL + 3
-    for held_id in held:
+    for held_id, starttime in zip(held, starttimes):
         state = s.slowTask_progress(held_id)
         assert state.status == "failed" and "heartbeat" in state.message
+        # it ran until the server died: its last heartbeat, not the read
+        ran = killed - starttime
+        assert ran - HEARTBEAT_INTERVAL - 0.5 < state.duration <= ran + 0.1, \
+            (state.duration, ran)
     wait_until(lambda: not any(alive(pid) for pid in pids), 5)
 
 
 def test_redis_restarted_mid_run(redis_server, redis_url, service_process):
+    """Redis stops (and loses its data: the test Redis keeps nothing on disk)
+    while a task runs. Meanwhile the store's methods answer StoreUnavailable
+    at once and the rest of the service works; afterwards the lost task is
+    unknown (TaskNotFound), its process is stopped, and new tasks run."""
     server = service_process(redis_env(redis_url, 1))
-    client = soap(server)
-    assert client.countdown_wait(client.countdown(1, 0.0), 10).status == "done"
+    client = soap_service(server.url)
+    lost = client.countdown(100, 0.1)  # 10 s, on the only worker
+    wait_until(lambda: client.countdown_progress(lost).progress > 0)
     redis_server.stop()
     try:
-        assert client.echo("still here") == "still here"
         started = time.monotonic()
-        assert soap_fault(lambda: client.countdown(1, 0.0)) == "Server.StoreUnavailable"
-        assert time.monotonic() - started < 6
+        assert soap_fault(client.countdown_progress, lost) == "Server.StoreUnavailable"
+        with pytest.raises(JsonRpcError) as info:
+            jsonrpc(server.url, "countdown_progress", lost)
+        assert info.value.code == -32010
+        assert soap_fault(client.countdown, 1, 0.0) == "Server.StoreUnavailable"
+        assert time.monotonic() - started < 3
+        assert client.echo("still here") == "still here"
     finally:
         redis_server.start()
 
@@ -332,6 +442,10 @@ def test_redis_restarted_mid_run(redis_server, redis_url, service_process):
             return client.countdown(1, 0.0)
         except Exception:
             return None
+    started = time.monotonic()
     task_id = wait_until(works, 10, interval=0.2)
+    assert soap_fault(client.countdown_progress, lost) == "Client.TaskNotFound"
+    # the one worker was freed from the lost task, long before its 10 s
     assert client.countdown_wait(task_id, 10).status == "done"
+    assert time.monotonic() - started < 5
     assert client.countdown_result(task_id) == 1

@@ -189,15 +189,16 @@ def test_time_limit(store):
 def test_max_running(store):
     tt = task_type("paired")
     ids = [store.submit(tt, (0.3,)).task_id for _ in range(5)]
-    most = 0
-
-    def all_done():
-        nonlocal most
-        states = [store.read(tt, i) for i in ids]
-        most = max(most, sum(s.status is TaskStatus.RUNNING for s in states))
-        return all(s.status is TaskStatus.DONE for s in states)
-
-    wait_until(all_done, 15, interval=0.01)
+    states = [store.wait(tt, i, 15) for i in ids]
+    assert [s.status for s in states] == [TaskStatus.DONE] * 5
+    # From the start and end times: one read after another could see a task
+    # still running and, a moment later, the one that took its slot.
+    events = sorted([(s.starttime, 1) for s in states] +
+                    [(s.endtime, -1) for s in states])
+    most = running = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
     assert most == 2
 
 
