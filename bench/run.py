@@ -227,7 +227,11 @@ def _throughput_worker(url, protocol, body, threads, seconds, go, results):
         send = client.send
         count = 0
         while time.monotonic() < stop_at:
-            answer = send(body)
+            try:
+                answer = send(body)
+            except OSError:  # a server that drops connections under load
+                errors[n] += 1
+                continue
             count += 1
             if count % 200 == 0:
                 try:
