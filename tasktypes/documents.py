@@ -10,6 +10,7 @@ fails the task in both stores alike instead of failing the reply.
 
     doc = encode_result(task_type.returns, value)    # raises if it does not fit
     decode_result(task_type.returns, doc) == value
+    fit_result(task_type.returns, value) == value    # the same check, in memory
 """
 
 from spyne import ComplexModel
@@ -34,17 +35,27 @@ def _wrapper(returns):
 
 
 def encode_result(returns, value):
-    """What the body returned, as a JSON document of ``returns``."""
+    """What the body returned, as a JSON document of ``returns``; raises if
+    the value does not fit the type."""
+    return _round_trip(returns, value)[0]
+
+
+def fit_result(returns, value):
+    """``value`` as a reader of its document would get it back; raises if it
+    does not fit ``returns`` (the thread store's check, without the text)."""
+    return _round_trip(returns, value)[1]
+
+
+def _round_trip(returns, value):
     if returns is None:
-        value = None
+        return "null", None
     wrapper = _wrapper(returns)
     ctx = FakeContext(out_document=[_JSON._object_to_doc(wrapper, wrapper(value=value))])
     _JSON.create_out_string(ctx, "utf8")
     doc = b"".join(ctx.out_string).decode("utf-8")
     # spyne writes what it is given; reading it back validates it, here in
     # the task rather than in every reader.
-    decode_result(returns, doc)
-    return doc
+    return doc, decode_result(returns, doc)
 
 
 def decode_result(returns, doc):

@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 
-from .documents import decode_result, encode_result
+from .documents import fit_result
 from .errors import Busy, TaskStopped
 from .store import error_text
 
@@ -131,8 +131,7 @@ class ThreadRunner:
             store.fail(task_id, error_text(exc))
         else:
             try:  # what the Redis store does: a result must fit its declared type
-                result = decode_result(task_type.returns,
-                                       encode_result(task_type.returns, result))
+                result = fit_result(task_type.returns, result)
             except Exception as exc:
                 logger.exception("task %d of %s returned what its _returns does not "
                                  "allow", task_id, task_type.name)
