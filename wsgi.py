@@ -9,7 +9,6 @@ variables of the README's configuration table.
 import argparse
 import logging
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,12 +30,8 @@ application = make_application(services, store=settings.make_store(),
                                **settings.application_options())
 
 
-def _exit_on_sigterm(signum, frame):
-    raise SystemExit(0)  # cheroot's safe_start stops the server on SystemExit
-
-
 def main():
-    from tasktypes.devserver import make_server
+    from tasktypes.devserver import serve
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -44,16 +39,9 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = make_server(application, args.host, args.port)
-    # SIGTERM (kill, systemd, the tests) stops like Ctrl-C: tasks are closed
-    # and reported, not left for the heartbeat to time out.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logger.info("serving on http://%s:%d (SOAP /soap, WSDL /soap?wsdl, "
                 "JSON-RPC /jsonrpc), %s store", args.host, args.port, settings.store)
-    try:
-        server.safe_start()
-    finally:
-        application.close()
+    serve(application, args.host, args.port)
 
 
 if __name__ == "__main__":

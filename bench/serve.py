@@ -10,7 +10,6 @@ would, in rounds no larger than the store's queue.
 """
 
 import argparse
-import signal
 import sys
 
 from bench.servers import ROOT
@@ -38,18 +37,13 @@ def main():
 
     import wsgi
     from tasktypes.decorator import TASK_TYPES
-    from tasktypes.devserver import make_server
+    from tasktypes.devserver import serve
 
     application = wsgi.application
     fill(application.store, TASK_TYPES["service.task_service:TaskService.countdown"],
          args.fill)
     print("filled with %d tasks" % args.fill, flush=True)
-    server = make_server(application, args.host, args.port)
-    signal.signal(signal.SIGTERM, wsgi._exit_on_sigterm)
-    try:
-        server.safe_start()
-    finally:
-        application.close()
+    serve(application, args.host, args.port)
 
 
 if __name__ == "__main__":

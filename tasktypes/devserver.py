@@ -4,10 +4,10 @@ cheroot (CherryPy's server) answers progress polls while other requests are
 in flight, and costs far less per request than ``wsgiref`` with
 ``ThreadingMixIn``. Production deployments use Apache mod_wsgi (``apache/``).
 
-    server = make_server(application, "127.0.0.1", 8000)
-    server.safe_start()          # blocks; server.stop() from another thread
+    serve(application, "127.0.0.1", 8000)      # until Ctrl-C or SIGTERM
 """
 
+import signal
 import threading
 
 from cheroot.wsgi import Server
@@ -25,6 +25,21 @@ def make_server(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREAD
     # Idle keep-alive connections must not hold up a stop for long.
     server.shutdown_timeout = 1
     return server
+
+
+def serve(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREADS):
+    """Serve until Ctrl-C or SIGTERM, then close the application (its store
+    reports its tasks instead of leaving them to a heartbeat that stops)."""
+    server = make_server(application, host, port, threads)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        server.safe_start()
+    finally:
+        application.close()
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(0)  # cheroot's safe_start stops the server on SystemExit
 
 
 class BackgroundServer:
