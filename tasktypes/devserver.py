@@ -24,6 +24,10 @@ def make_server(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREAD
     server.max_request_body_size = 0
     # Idle keep-alive connections must not hold up a stop for long.
     server.shutdown_timeout = 1
+    # cheroot closes idle keep-alive connections beyond 10 by default, and a
+    # client that sent its next poll just then sees "connection reset".
+    server.keep_alive_conn_limit = 1024
+    server.request_queue_size = 128
     return server
 
 
