@@ -7,8 +7,8 @@ in its own virtual environment.
             server.url, server.pid          # pid: the process serving requests
 
 Every server is a child process that the run ends by its pid. Nothing here
-needs pytest (``tests/conftest.py`` has the test suite's twin of
-``RedisServer``).
+needs pytest: the private Redis and the server processes come from
+``tasktypes.testing``, which the test suite uses too.
 """
 
 import os
@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from tasktypes import testing
-from tasktypes.testing import free_port, port_open
+from tasktypes.testing import ServerError, ServerProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
@@ -71,59 +71,6 @@ def _command_line(pid):
             return f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-class ServerError(RuntimeError):
-    """A server did not come up; the message holds why (its log's tail)."""
-
-
-class ServerProcess:
-    """One HTTP server in a child process, its output in a temporary log."""
-
-    def __init__(self, name, argv, env=None, port=None, cwd=ROOT, start_timeout=60):
-        self.name = name
-        self.port = port or free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-bench-", suffix=".log",
-                                               delete=False)
-        argv = [a.replace("@PORT@", str(self.port)) for a in argv]
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=dict(os.environ, **(env or {})),
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + start_timeout
-        while not port_open(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise ServerError("%s did not start: %s" % (name, self.tail()))
-            time.sleep(0.05)
-        self.pid = self.proc.pid
-
-    def tail(self, lines=15):
-        try:
-            with open(self.log.name, encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def tasktypes_env(store, redis_url=None):

@@ -1,4 +1,5 @@
-"""Real servers for tests and benchmarks: a private Redis on a free port.
+"""Real servers for tests and benchmarks: a private Redis on a free port, and
+HTTP servers in child processes.
 
 Our tests and ``bench/`` start their own redis-server rather than use one
 that happens to run, so that CI, a fresh machine and a developer's laptop
@@ -96,3 +97,64 @@ class RedisServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class ServerError(RuntimeError):
+    """A server did not come up; the message holds why (its log's tail)."""
+
+
+class ServerProcess:
+    """One HTTP server in a child process on a free port, its output in a
+    temporary log. ``@PORT@`` in ``argv`` becomes the port.
+
+        with ServerProcess("dev", [sys.executable, "wsgi.py", "--port", "@PORT@"]) as s:
+            requests.get(s.url + "/soap?wsdl")
+    """
+
+    def __init__(self, name, argv, env=None, port=None, cwd=None, start_timeout=60):
+        self.name = name
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-server-", suffix=".log",
+                                               delete=False)
+        argv = [a.replace("@PORT@", str(self.port)) for a in argv]
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=dict(os.environ, **(env or {})),
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + start_timeout
+        while not port_open(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise ServerError("%s did not start: %s" % (name, self.tail(40)))
+            time.sleep(0.05)
+
+    def read_log(self):
+        try:
+            with open(self.log.name, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def tail(self, lines=15):
+        return "".join(self.read_log().splitlines(True)[-lines:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -7,10 +7,7 @@ one is a failure, never a skip.
 
 import itertools
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -19,7 +16,7 @@ import zeep
 import zeep.exceptions
 from zeep.transports import Transport
 
-from tasktypes.testing import RedisServer, free_port  # noqa: F401 (tests import it from here)
+from tasktypes.testing import RedisServer, ServerProcess, free_port  # noqa: F401 (tests import it from here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IN_CI = os.environ.get("CI") == "true"
@@ -97,43 +94,14 @@ def redis_url(redis_server):
     redis_server.flush()
 
 
-class ServiceProcess:
+class ServiceProcess(ServerProcess):
     """``python wsgi.py`` in a child process: the shipped service as users run it."""
 
     def __init__(self, env=None, port=None):
-        self.port = port or free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-server-", suffix=".log",
-                                               delete=False)
-        full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "wsgi.py"), "--port", str(self.port)],
-            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self._up, 20)
-
-    def _up(self):
-        if self.proc.poll() is not None:
-            raise AssertionError("server exited:\n" + self.read_log())
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                return True
-        except OSError:
-            return False
-
-    def read_log(self):
-        with open(self.log.name, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
+        super().__init__("python wsgi.py",
+                         [sys.executable, os.path.join(ROOT, "wsgi.py"), "--port", "@PORT@"],
+                         dict(env or {}, PYTHONUNBUFFERED="1"), port, cwd=ROOT,
+                         start_timeout=20)
 
 
 @pytest.fixture

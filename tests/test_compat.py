@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-import tasktypes
+from conftest import IN_CI
+
 from tasktypes import compat
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def readme_first_example():
@@ -118,10 +118,6 @@ def find_python(version):
     return found[-1] if found else shutil.which("python" + version)
 
 
-def _core_is_there():
-    return hasattr(tasktypes, "task_rpc") and hasattr(tasktypes, "make_application")
-
-
 def _clean_env():
     # No PYTHONPATH & co: the venv must import the installed copy, not ours.
     return {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -202,8 +198,6 @@ def test_spyne_first_then_tasktypes_over_soap(venv_python):
 
 @pytest.mark.slow
 def test_readme_first_example_over_soap(venv_python):
-    if not _core_is_there():
-        pytest.skip("tasktypes.task_rpc / make_application not written yet")
     python, root = venv_python
     (root / "_serve.py").write_text(SERVE)
     script = root / "readme_example.py"
