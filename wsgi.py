@@ -40,7 +40,8 @@ def main():
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.info("serving on http://%s:%d (SOAP /soap, WSDL /soap?wsdl, "
-                "JSON-RPC /jsonrpc), %s store", args.host, args.port, settings.store)
+                "JSON-RPC /jsonrpc), pid %d, %s", args.host, args.port, os.getpid(),
+                settings.describe_store())
     serve(application, args.host, args.port)
 
 

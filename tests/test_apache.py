@@ -7,7 +7,9 @@ workers as www-data, logs in that root) that ``Include``s one of the SHIPPED
 it over HTTP with zeep and plain JSON-RPC posts.
 
 These tests install nothing: ``.ci/install-apache.sh`` provides Apache and the
-venv with mod_wsgi. Without them the tests are skipped, and fail in CI.
+venv with mod_wsgi. Without them the tests are skipped (a failure under CI:
+see conftest.py). Apache gets the caller's environment without any
+``TASKTYPES_*`` variable, plus what a test passes.
 
 Apache serves a copy of the checkout in the server root (wsgi.py, tasktypes/,
 service/, apache/): www-data can read it wherever the checkout is. The one
@@ -28,7 +30,8 @@ import time
 import pytest
 import requests
 
-from conftest import IN_CI, ROOT, free_port, wait_until
+from conftest import ROOT, free_port, wait_until
+from tasktypes.testing import clean_environ, session_pids, stop_session
 
 pytestmark = pytest.mark.apache
 
@@ -76,10 +79,7 @@ def mod_wsgi_config():
     """The LoadModule (and WSGIPythonHome) lines for the venv's mod_wsgi."""
     reason = missing_prerequisites()
     if reason:
-        message = "Apache tests need .ci/install-apache.sh to have run: %s" % reason
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip("Apache tests need .ci/install-apache.sh to have run: %s" % reason)
     return subprocess.run([os.path.join(VENV, "bin", "mod_wsgi-express"), "module-config"],
                           check=True, capture_output=True, text=True).stdout
 
@@ -107,7 +107,7 @@ class ApacheServer:
         os.mkdir(os.path.join(self.root, "run"))
         with open(self.main_conf, "w") as f:
             f.write(self._main_conf(module_config, os.path.join(checkout, "apache", conf)))
-        self.env = dict(os.environ, **(env or {}))
+        self.env = clean_environ(env)
 
     @staticmethod
     def _copy_checkout(checkout):
@@ -206,12 +206,7 @@ Include "{site_conf}"
             except (subprocess.SubprocessError, OSError):
                 pass
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left
-            except ProcessLookupError:
-                pass
-            if self.proc.poll() is None:
-                self.proc.wait(10)
+            stop_session(self.proc, 10)  # whatever is left of its session
         print("---- %s ----\n%s" % (self.error_log, self.read_error_log()))
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -279,24 +274,19 @@ def wsdl_address(url, **headers):
     return [e.get("location") for e in etree.fromstring(response.content).iter(SOAP_ADDRESS)]
 
 
-def task_processes():
-    """Pids of task processes left by a mod_wsgi daemon: processes of the
-    venv's Python, as www-data (daemon processes themselves are renamed
-    "(wsgi:...)" by display-name)."""
-    uid = pwd.getpwnam(RUN_AS).pw_uid
+def task_processes(server):
+    """Pids of the task processes (the venv's Python, not the renamed
+    "(wsgi:...)" daemon processes) started by THIS Apache: processes of its
+    session, which its daemon processes and their fork servers inherit."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in session_pids(server.proc.pid):
         try:
-            if os.stat("/proc/" + entry).st_uid != uid:
-                continue
-            with open("/proc/%s/cmdline" % entry, "rb") as f:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
                 argv0 = f.read().split(b"\0")[0].decode(errors="replace")
         except OSError:
             continue
         if argv0.startswith(VENV):
-            found.append(int(entry))
+            found.append(pid)
     return found
 
 
@@ -421,13 +411,13 @@ def test_redis_task_is_not_left_running_when_apache_stops(apache_server, redis_u
     service, pids = soap_client(server.url)
     task_id = service.taskExample("session-1", 7)  # 30 s of work
     wait_until(lambda: service.taskExample_progress(task_id).progress > 0, 20, 0.1)
-    assert task_processes(), "the running task's process is not to be seen"
+    assert task_processes(server), "the running task's process is not to be seen"
 
     started = time.monotonic()
     server.apachectl(stop)
     server.proc.wait(60)
     # Apache and its daemon processes are gone, and so are the task processes.
-    wait_until(lambda: not task_processes(), 20, 0.2)
+    wait_until(lambda: not task_processes(server), 20, 0.2)
 
     # Another tasktypes server on the same Redis sees how the task ended.
     other = service_process(env={"TASKTYPES_STORE": "redis", "TASKTYPES_REDIS_URL": redis_url})

@@ -4,15 +4,18 @@ import os
 import subprocess
 import sys
 
+import time
+
 import pytest
 import requests
 import zeep
+import zeep.exceptions
 from spyne import Integer, ServiceBase
 
 from tasktypes import task_rpc
 from tasktypes.config import ConfigError, Settings
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
 
 
 def test_defaults_are_the_contracts():
@@ -44,7 +47,7 @@ def test_any_redis_py_url_is_accepted():
 
 
 def test_python_wsgi_py_refuses_a_bad_setting_at_start_up():
-    env = dict(os.environ, TASKTYPES_WORKERS="lots")
+    env = dict(os.environ, TASKTYPES_WORKERS="lots")  # conftest removed the caller's
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "wsgi.py"), "--port", "1"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
@@ -67,6 +70,37 @@ def test_python_wsgi_py_serves_soap_and_jsonrpc(service_process):
         "jsonrpc": "2.0", "method": "countdown_result", "params": [task_id], "id": 2},
         timeout=10)
     assert reply.json()["result"] == 2
+
+
+def test_settings_reach_the_application_through_wsgi_py(service_process):
+    """Guards: TASKTYPES_MAX_BODY, TASKTYPES_RESULT_TTL and TASKTYPES_MAX_WAIT
+    set in the environment of ``python wsgi.py`` are what its application
+    does (not the defaults)."""
+    server = service_process({"TASKTYPES_MAX_BODY": "3000", "TASKTYPES_RESULT_TTL": "1",
+                              "TASKTYPES_MAX_WAIT": "0.5"})
+    echo = {"jsonrpc": "2.0", "method": "echo", "params": ["x" * 2000], "id": 1}
+    assert requests.post(server.url + "/jsonrpc", json=echo, timeout=10).status_code == 200
+    echo["params"] = ["x" * 4000]
+    assert requests.post(server.url + "/jsonrpc", json=echo, timeout=10).status_code == 413
+
+    client = zeep.Client(server.url + "/soap?wsdl")
+    long_task = client.service.countdown(100, 0.1)
+    started = time.monotonic()
+    assert client.service.countdown_wait(long_task, 10).status == "running"
+    assert time.monotonic() - started < 5  # capped at 0.5 s, not 10
+    client.service.countdown_cancel(long_task)
+
+    task_id = client.service.countdown(0, 0)
+    assert client.service.countdown_wait(task_id, 0.5).status == "done"
+
+    def expired():
+        try:
+            client.service.countdown_progress(task_id)
+        except zeep.exceptions.Fault as fault:
+            return fault.code.endswith("Client.TaskNotFound")
+    started = time.monotonic()
+    wait_until(expired, 10)
+    assert time.monotonic() - started < 5  # 1 s, not the default hour
 
 
 @pytest.mark.parametrize("option,value", [

@@ -5,15 +5,24 @@ import time
 
 import pytest
 
-from conftest import JsonRpcError, jsonrpc, soap_fault, soap_service, wait_until
+from conftest import (JsonRpcError, jsonrpc, soap_fault, soap_service, task_server_pid,
+                      wait_until)
+
 
 @pytest.fixture(params=["thread", "redis"])
 def server(request, service_process):
+    """``python wsgi.py`` on each store. The Redis one proves it keeps its
+    tasks in the test's private Redis (a thread-store server would leave no
+    record there, so the test could not pass on the wrong store)."""
     env = {"TASKTYPES_MAX_WAIT": "20"}
     if request.param == "redis":
-        env.update(TASKTYPES_STORE="redis",
-                   TASKTYPES_REDIS_URL=request.getfixturevalue("redis_url"))
-    return service_process(env)
+        redis_url = request.getfixturevalue("redis_url")
+        env.update(TASKTYPES_STORE="redis", TASKTYPES_REDIS_URL=redis_url)
+    server = service_process(env)
+    if request.param == "redis":
+        task_id = jsonrpc(server.url, "countdown", 0, 0)["task_id"]
+        assert task_server_pid(redis_url, task_id) == server.pid
+    return server
 
 
 @pytest.fixture
@@ -119,3 +128,24 @@ def test_max_running_two_of_six(soap):
     states = [soap.slowTask_wait(t, 20) for t in tasks]
     assert [s.status for s in states] == ["done"] * 6
     assert max_overlap(states) == 2
+
+
+def test_a_failed_task_traceback_reaches_the_server_log_not_the_client(soap, server):
+    """Guards: the traceback of a task that raised goes to the server's log
+    (from the worker thread, or from the worker process through its pipe),
+    and the client sees only the exception's type and message."""
+    task_id = soap.failingTask("broken on purpose 7f3a", 0)
+    assert soap.failingTask_wait(task_id, 10).status == "failed"
+    with pytest.raises(Exception) as info:
+        soap.failingTask_result(task_id)
+    assert info.value.message == "ValueError: broken on purpose 7f3a"
+    assert "Traceback" not in str(info.value)
+    with pytest.raises(JsonRpcError) as info:
+        jsonrpc(server.url, "failingTask_result", task_id)
+    assert "Traceback" not in str(info.value) and "Traceback" not in repr(info.value.data)
+
+    def logged():
+        log = server.read_log()
+        at = log.find("Traceback")
+        return at >= 0 and "ValueError: broken on purpose 7f3a" in log[at:]
+    wait_until(logged, 10)

@@ -6,17 +6,17 @@ Everything is real: a private redis-server, real processes, real signals.
 """
 
 import collections
+import json
 import logging
 import os
 import signal
-import statistics
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import (JsonRpcError, ServiceProcess, jsonrpc, soap_fault, soap_service,
+from conftest import (JsonRpcError, jsonrpc, soap_fault, soap_service,
                       wait_until)
 from fixtures import task_type
 
@@ -25,7 +25,6 @@ from tasktypes.errors import StoreUnavailable, TaskTimedOut
 from tasktypes.model import TaskStatus
 from tasktypes.redis_store import (HEARTBEAT_INTERVAL, HEARTBEAT_TTL, KEY_PREFIX,
                                    SOCKET_TIMEOUT, RedisStore)
-from tasktypes.testing import RedisServer
 
 
 @pytest.fixture
@@ -62,30 +61,16 @@ def alive(pid):
 
 # -- in this process --------------------------------------------------------
 
-def test_empty_task_takes_a_few_ms(store):
-    run(store, "empty")  # starts the fork server and a worker
-    tt = task_type("empty")
-    times = []
-    for _ in range(50):
-        started = time.perf_counter()
-        state = store.wait(tt, store.submit(tt, ()).task_id, 5)
-        times.append(time.perf_counter() - started)
-        assert state.status is TaskStatus.DONE
-    median = statistics.median(times) * 1000
-    print("empty task submit -> done: median %.2f ms" % median)
-    assert median < 20
-
-
-def test_update_progress_is_cheap(store, redis_url):
+def test_update_progress_writes_are_batched(store, redis_url):
+    """Guards: ``update_progress`` only records the value in the worker; a
+    thread writes the latest one every 0.1 s, so a million calls make a few
+    dozen Redis writes, not one each. (Its speed is measured in bench/.)"""
     client = redis.Redis.from_url(redis_url)
     before = client.info("stats")["total_commands_processed"]
-    task_id, state = run(store, "tightLoop", 1_000_000, timeout=30)
+    task_id, state = run(store, "tightLoop", 300_000, timeout=60)
     assert state.status is TaskStatus.DONE
-    per_call = store.result(task_type("tightLoop"), task_id)
     commands = client.info("stats")["total_commands_processed"] - before
-    print("update_progress: %.2f us per call, %d Redis commands" % (per_call, commands))
-    assert per_call < 5
-    assert commands < 200  # not one write per call
+    assert commands < 300, commands
 
 
 def test_every_log_record_reaches_the_server(store):
@@ -118,12 +103,16 @@ def test_result_that_cannot_be_stored_is_a_failure(store):
 
 
 def test_time_limit_stops_a_body_that_never_reports(store, redis_url):
+    """Guards: at its time limit a body that never reports progress is
+    failed and its process killed within about a second (SIGTERM, SIGKILL
+    after the 0.5 s grace), not left running."""
     tt = task_type("silent")
     task_id = store.submit(tt, (30.0,)).task_id
     pid = worker_pid(redis_url, task_id)
     state = store.wait(tt, task_id, 5)
     assert state.status is TaskStatus.FAILED and state.timed_out
-    wait_until(lambda: not alive(pid), 5)
+    assert state.duration(time.time()) < 1.5
+    wait_until(lambda: not alive(pid), 1.5, interval=0.01)
     with pytest.raises(TaskTimedOut):
         store.result(tt, task_id)
     assert run(store, "add", 2, 2)[1].status is TaskStatus.DONE
@@ -144,6 +133,47 @@ def test_killed_task_process_fails_its_task(store, redis_url):
     assert waiter["s"].message == "the task's process died (killed by SIGKILL)"
     # the slot is free and a fresh worker runs the next task
     assert run(store, "add", 1, 1)[1].status is TaskStatus.DONE
+
+
+@pytest.mark.parametrize("how,signal_name", [("segfault", "SIGSEGV"), ("oom", "SIGKILL")])
+def test_crashed_task_process_fails_its_task(store, how, signal_name):
+    """Guards: a task process that segfaults, or that the kernel's OOM
+    killer ends (SIGKILL), fails its task with the signal named, at once,
+    and the next task runs on a fresh worker."""
+    task_id, state = run(store, "crash", how)
+    assert state.status is TaskStatus.FAILED
+    assert state.message == "the task's process died (killed by %s)" % signal_name
+    assert run(store, "add", 1, 1)[1].status is TaskStatus.DONE
+
+
+def test_every_key_expires_and_nothing_is_pickled(store, redis_url):
+    """Guards: every ``tasktypes:`` key a flow leaves (tasks done, failed,
+    cancelled, timed out, with ``_max_running`` leases and heartbeats) has
+    a TTL, and what is stored is text and JSON, never a pickle."""
+    run(store, "info", "x")
+    run(store, "fail", "no")
+    run(store, "paired", 0.05)
+    run(store, "limited", 5.0)
+    tt = task_type("hold")
+    store.cancel(tt, store.submit(tt, (30.0,)).task_id)
+    client = redis.Redis.from_url(redis_url)
+    keys = client.keys("*")
+    assert keys and all(k.startswith(b"tasktypes:") for k in keys), keys
+    for key in keys:
+        assert client.pttl(key) > 0, key
+        kind = client.type(key)
+        if kind == b"hash":
+            values = list(client.hgetall(key).values())
+        elif kind == b"zset":
+            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+        else:
+            values = [client.get(key)] if kind == b"string" else []
+        for value in values:
+            assert not value.startswith(b"\x80"), (key, value)  # pickle's PROTO opcode
+            value.decode("utf-8")
+    tasks = [client.hgetall(k) for k in keys if client.type(k) == b"hash"]
+    results = [t[b"result"] for t in tasks if t[b"status"] == b"done"]
+    assert len(results) == 2 and all(json.loads(r) is not None for r in results)
 
 
 def test_redis_unreachable(redis_server, redis_url):
@@ -196,7 +226,7 @@ def test_listener_survives_bad_messages(store, redis_url, monkeypatch, caplog):
     """Anyone may publish on the channel; nothing published there, and no
     error in handling a message, may stop the listener."""
     # Waiters re-read Redis only every 30 s now: only the listener can wake them.
-    monkeypatch.setattr(redis_store_module, "HEARTBEAT_INTERVAL", 30.0)
+    store.reread_interval = 30.0
     handled = threading.Event()
     real_ended = store.runner.ended
 
@@ -216,7 +246,7 @@ def test_listener_survives_bad_messages(store, redis_url, monkeypatch, caplog):
     started = time.monotonic()
     state = store.wait(tt, task_id, 10)
     assert state.status is TaskStatus.DONE
-    assert time.monotonic() - started < 3  # woken by the listener, not at 10 s
+    assert time.time() - state.endtime < 0.25  # woken by the listener, not at 30 s
     assert store._listener.is_alive()
     assert "malformed message" in caplog.text
 
@@ -256,6 +286,12 @@ def test_final_state_written_once_redis_answers_again(redis_server, redis_url,
 
 # -- server processes sharing one Redis --------------------------------------
 
+def shipped_task_type(name):
+    """The TaskType of a method of the shipped service."""
+    from service import TaskService
+    return TaskService.public_methods[name].function.task_type
+
+
 def redis_env(url, workers):
     return {"TASKTYPES_STORE": "redis", "TASKTYPES_REDIS_URL": url,
             "TASKTYPES_WORKERS": str(workers)}
@@ -264,22 +300,14 @@ def redis_env(url, workers):
 Pair = collections.namedtuple("Pair", "redis_url server_a a server_b b")
 
 
-@pytest.fixture(scope="module")
-def pair(redis_server):
-    """Servers A (one worker) and B (three workers) sharing a Redis of their
-    own: the ``redis_url`` fixture empties its Redis before and after every
-    test, which would wipe these live servers' heartbeats and slot leases."""
-    started = []
-    with RedisServer() as own_redis:
-        try:
-            for workers in (1, 3):
-                started.append(ServiceProcess(redis_env(own_redis.url, workers)))
-            server_a, server_b = started
-            yield Pair(own_redis.url, server_a, soap_service(server_a.url),
-                       server_b, soap_service(server_b.url))
-        finally:
-            for server in started:
-                server.stop()
+@pytest.fixture
+def pair(redis_url, service_process):
+    """Servers A (one worker) and B (three workers) sharing the test's
+    private Redis; new for every test, so that no test depends on another."""
+    server_a = service_process(redis_env(redis_url, 1))
+    server_b = service_process(redis_env(redis_url, 3))
+    return Pair(redis_url, server_a, soap_service(server_a.url),
+                server_b, soap_service(server_b.url))
 
 
 def test_task_followed_through_another_server(pair):
@@ -293,19 +321,83 @@ def test_task_followed_through_another_server(pair):
     assert a.countdown_result(task_id) == 3
 
 
+def other_server(redis_url):
+    """A RedisStore in this process: another server process of the
+    deployment, whose waits re-read Redis only every 30 s, so that only the
+    ``ended`` channel can wake them early."""
+    store = RedisStore(redis_url, workers=1)
+    store.reread_interval = 30.0
+    return store
+
+
 def test_wait_on_another_server_wakes_at_the_end(pair):
-    """B's wait wakes when the task ends on A: shortly after the end (B also
-    re-reads every second, so a late wake-up would show), long before the
-    timeout, and the task ended well after the wait had begun."""
-    for _ in range(2):
-        task_id = pair.a.countdown(15, 0.1)  # 1.5 s
-        sent = time.time()
-        state = pair.b.countdown_wait(task_id, 20)
+    """Guards: a wait on one server wakes when the task ends on another,
+    through the ``ended`` channel: within 0.25 s of the recorded end, with
+    the waiter's periodic re-read made 30 s long."""
+    waiter = other_server(pair.redis_url)
+    try:
+        tt = shipped_task_type("countdown")
+        task_id = pair.a.countdown(10, 0.1)  # 1 s, on server A
+        state = waiter.wait(tt, task_id, 20)
         returned = time.time()
-        assert state.status == "done"
-        ended = state.starttime + state.duration
-        assert ended - sent > 1.0, "the task ended before the wait began"
-        assert -0.05 < returned - ended < 0.3, returned - ended
+        assert state.status is TaskStatus.DONE
+        assert state.endtime - state.starttime > 0.9, "ended before the wait began"
+        assert 0 <= returned - state.endtime < 0.25, returned - state.endtime
+    finally:
+        waiter.close()
+
+
+def test_wait_on_another_server_wakes_at_a_cancel(pair):
+    """Guards: a cancel sent to server B wakes a waiter on a third server at
+    once (re-read made 30 s long)."""
+    waiter = other_server(pair.redis_url)
+    try:
+        tt = shipped_task_type("countdown")
+        task_id = pair.a.countdown(1000, 0.05)
+        wait_until(lambda: pair.b.countdown_progress(task_id).status == "running")
+        waited = {}
+        thread = threading.Thread(target=lambda: waited.update(
+            state=waiter.wait(tt, task_id, 20), returned=time.time()))
+        thread.start()
+        time.sleep(0.3)
+        assert thread.is_alive()  # it waits
+        cancelled = pair.b.countdown_cancel(task_id)
+        thread.join(20)
+        assert waited["state"].status is TaskStatus.CANCELLED
+        ended = cancelled.starttime + cancelled.duration
+        assert waited["returned"] - ended < 0.25, waited["returned"] - ended
+    finally:
+        waiter.close()
+
+
+def test_wait_wakes_when_a_task_is_found_lost(redis_url, service_process):
+    """Guards: when a server process dies (SIGKILL of it and its workers,
+    as a host that loses power), the first read that finds its task lost
+    marks it failed and publishes the end, which wakes every waiter at once
+    (re-read made 30 s long)."""
+    doomed = service_process(redis_env(redis_url, 1))
+    task_id = soap_service(doomed.url).countdown(1000, 0.05)
+    tt = shipped_task_type("countdown")
+    waiter, reader = other_server(redis_url), other_server(redis_url)
+    try:
+        wait_until(lambda: reader.read(tt, task_id).status is TaskStatus.RUNNING)
+        waited = {}
+        thread = threading.Thread(target=lambda: waited.update(
+            state=waiter.wait(tt, task_id, 30), returned=time.time()))
+        thread.start()
+        for pid in doomed.processes():
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(HEARTBEAT_TTL + 0.5)  # until its heartbeat has expired
+        assert thread.is_alive()  # nobody has read the task since
+        found = time.time()
+        state = reader.read(tt, task_id)
+        assert state.status is TaskStatus.FAILED and "heartbeat" in state.message
+        thread.join(30)
+        assert waited["state"].status is TaskStatus.FAILED
+        assert waited["returned"] - found < 0.25, waited["returned"] - found
+    finally:
+        waiter.close()
+        reader.close()
 
 
 def test_task_followed_over_jsonrpc(pair):
@@ -356,7 +448,7 @@ def test_wait_on_a_killed_task_returns_failed(pair):
     returned = time.time()
     state = waited["s"]
     assert state.status == "failed" and "killed by SIGKILL" in state.message
-    assert returned - (state.starttime + state.duration) < 0.3  # woken by the end
+    assert returned - (state.starttime + state.duration) < 1.0  # not at the 20 s timeout
     assert soap_fault(b.countdown_result, task_id) == "Server.TaskFailed"
     assert b.countdown_wait(a.countdown(1, 0.0), 10).status == "done"  # A runs on
 

@@ -4,6 +4,7 @@
 Bodies are the fixture methods of ``tests/fixtures.py``.
 """
 
+import threading
 import time
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from conftest import wait_until
 from fixtures import Info, task_type
 
-from tasktypes.errors import (TaskCancelled, TaskFailed, TaskNotFinished,
+from tasktypes.errors import (Busy, TaskCancelled, TaskFailed, TaskNotFinished,
                               TaskNotFound, TaskTimedOut)
 from tasktypes.model import TaskStatus
 from tasktypes.store import ThreadStore
@@ -161,17 +162,49 @@ def test_cancel_queued_running_finished(make_store):
     assert store.result(task_type("add"), task_id) == 3
 
 
-def test_wait(store):
+def test_wait_times_out(store):
     tt = task_type("sleepy")
-    task_id = store.submit(tt, (0.6,)).task_id
+    task_id = store.submit(tt, (5.0,)).task_id
     started = time.monotonic()
     state = store.wait(tt, task_id, 0.2)
     assert not state.status.is_finished
-    assert 0.15 < time.monotonic() - started < 1.0
-    state = store.wait(tt, task_id, 10)
+    assert time.monotonic() - started >= 0.2
+    store.cancel(tt, task_id)
+
+
+def test_wait_is_woken_by_the_end(store):
+    """Guards: a waiter wakes when its task ends (a condition in the thread
+    store, the ``ended`` channel in Redis), not at a periodic re-read: the
+    Redis store's re-read is made 30 s long, and the waiter must be back
+    within 0.25 s of the end the store recorded (a store that re-read or
+    polled every second, or a dead listener, fails this)."""
+    store.reread_interval = 30.0
+    tt = task_type("hold")
+    task_id = store.submit(tt, (0.8,)).task_id
+    state = store.wait(tt, task_id, 20)
+    returned = time.time()
     assert state.status is TaskStatus.DONE
-    assert time.monotonic() - started < 2.0  # woke at the end, not at the timeout
+    assert 0 <= returned - state.endtime < 0.25, returned - state.endtime
     assert store.wait(tt, task_id, 10).status is TaskStatus.DONE  # finished: at once
+
+
+def test_wait_is_woken_by_a_cancel(store):
+    """Guards: a cancel wakes the waiters of the task at once (re-read made
+    30 s long, as above)."""
+    store.reread_interval = 30.0
+    tt = task_type("hold")
+    task_id = store.submit(tt, (30.0,)).task_id
+    wait_until(lambda: store.read(tt, task_id).status is TaskStatus.RUNNING)
+    waited = {}
+    waiter = threading.Thread(target=lambda: waited.update(
+        state=store.wait(tt, task_id, 20), returned=time.time()))
+    waiter.start()
+    time.sleep(0.3)  # let the waiter wait (it must still be waiting: asserted next)
+    assert waiter.is_alive()
+    cancelled = store.cancel(tt, task_id)
+    waiter.join(20)
+    assert waited["state"].status is TaskStatus.CANCELLED
+    assert waited["returned"] - cancelled.endtime < 0.25, waited["returned"] - cancelled.endtime
 
 
 def test_time_limit(store):
@@ -184,6 +217,48 @@ def test_time_limit(store):
     assert state.message == "time limit of 0.5 s exceeded" and state.timed_out
     with pytest.raises(TaskTimedOut):
         store.result(tt, task_id)
+
+
+def test_time_limit_of_a_body_that_never_reports(store):
+    """Guards: the time limit does not rest on update_progress: a silent
+    body is failed at its limit (0.5 s) in both stores."""
+    tt = task_type("silent")
+    task_id = store.submit(tt, (5.0,)).task_id
+    state = store.wait(tt, task_id, 5)
+    assert state.status is TaskStatus.FAILED and state.timed_out
+    assert state.message == "time limit of 0.5 s exceeded"
+    assert state.duration(time.time()) < 1.5
+
+
+def test_busy_when_the_queue_is_full(make_store):
+    """Guards: beyond ``max_queued`` waiting tasks a submit is refused with
+    Busy, and nothing of the refused task is kept."""
+    store = make_store(workers=1, max_queued=1)
+    tt = task_type("hold")
+    running = store.submit(tt, (30.0,)).task_id
+    wait_until(lambda: store.read(tt, running).status is TaskStatus.RUNNING)
+    queued = store.submit(tt, (0.0,)).task_id
+    with pytest.raises(Busy) as info:
+        store.submit(tt, (0.0,))
+    assert info.value.faultcode == "Server.Busy"
+    store.cancel(tt, queued)
+    store.cancel(tt, running)
+
+
+def test_a_method_at_its_limit_does_not_hold_up_others(make_store):
+    """Guards: a task of a method at its ``_max_running`` limit waits without
+    taking a worker from other methods' tasks."""
+    store = make_store(workers=3)
+    paired = task_type("paired")
+    ids = [store.submit(paired, (3.0,)).task_id for _ in range(3)]
+    wait_until(lambda: [store.read(paired, i).status for i in ids].count(
+        TaskStatus.RUNNING) == 2)
+    _, state = run(store, "add", 1, 2)
+    assert state.status is TaskStatus.DONE
+    statuses = [store.read(paired, i).status for i in ids]
+    assert statuses.count(TaskStatus.QUEUED) == 1, statuses  # still waiting
+    for task_id in ids:
+        store.cancel(paired, task_id)
 
 
 def test_max_running(store):

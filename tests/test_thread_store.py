@@ -4,7 +4,7 @@ memory, results checked against their declared type in the worker."""
 import time
 
 import pytest
-from spyne import Integer, ServiceBase, Unicode
+from spyne import Double, Integer, ServiceBase, Unicode
 
 from tasktypes import ThreadStore, make_application, task_rpc
 from tasktypes.devserver import BackgroundServer
@@ -40,6 +40,12 @@ class Awkward(ServiceBase):
         time.sleep(seconds)
         return seconds
 
+    @task_rpc(Double, _returns=Integer, _time_limit=0.5)
+    def silentLimited(ctx, seconds, update_progress):
+        """Never reports progress, and has a time limit."""
+        time.sleep(seconds)
+        return 1
+
 
 @pytest.fixture
 def served():
@@ -63,16 +69,37 @@ def test_cancel_stops_a_body_that_catches_exception(served):
 
 
 def test_a_body_that_never_reports_runs_on_and_its_result_is_discarded(served):
+    """Guards the README's warning: a cancelled thread-store body that never
+    calls update_progress holds its (only) worker until it returns, and what
+    it returns is discarded: the task stays cancelled."""
     url, _ = served
     soap = soap_service(url)
     task_id = soap.silent(1)
     wait_until(lambda: soap.silent_progress(task_id).status == "running")
     assert soap.silent_cancel(task_id).status == "cancelled"
     follower = soap.silent(0)
-    time.sleep(1.2)  # the cancelled body has returned by now
+    assert soap.silent_progress(follower).status == "queued"  # the worker is held
+    # the body returns after its second, and only then the follower runs
+    wait_until(lambda: soap.silent_progress(follower).status == "done", 5)
     assert soap.silent_progress(task_id).status == "cancelled"
     assert soap_fault(soap.silent_result, task_id) == "Client.TaskCancelled"
-    assert soap.silent_wait(follower, 1).status == "done"
+
+
+def test_time_limit_fails_a_silent_body_at_the_limit(served):
+    """Guards: the thread store's time limit is a timer, not a check in
+    update_progress: a body that never reports is failed at its limit (0.5 s)
+    while it still sleeps (it holds its worker until it returns)."""
+    url, _ = served
+    soap = soap_service(url)
+    task_id = soap.silentLimited(3)
+    state = soap.silentLimited_wait(task_id, 1)  # max_wait of this app: 1 s
+    assert state.status == "failed", state
+    assert state.message == "time limit of 0.5 s exceeded"
+    assert state.duration < 1.0
+    assert soap_fault(soap.silentLimited_result, task_id) == "Server.TaskTimedOut"
+    follower = soap.silent(0)
+    assert soap.silent_progress(follower).status == "queued"  # the body still runs
+    wait_until(lambda: soap.silent_progress(follower).status == "done", 5)
 
 
 def test_system_exit_in_a_body_fails_the_task_and_the_worker_lives(served):
@@ -102,6 +129,9 @@ def test_cancelled_queued_tasks_free_their_place_in_the_queue(served):
     wait_until(lambda: soap.silent_progress(running).status == "running")
     queued = [soap.silent(0), soap.silent(0)]
     assert soap_fault(soap.silent, 0) == "Server.Busy"
+    with pytest.raises(JsonRpcError) as info:
+        jsonrpc(url, "silent", 0)
+    assert info.value.code == -32011 and info.value.data["faultcode"] == "Server.Busy"
     for task_id in queued:
         assert soap.silent_cancel(task_id).status == "cancelled"
     assert soap.silent_wait(soap.silent(0), 1).status in ("queued", "running", "done")
@@ -116,7 +146,7 @@ def test_max_wait_bounds_a_whole_batch_of_waits(served):
     started = time.monotonic()
     replies = requests.post(url + "/jsonrpc", json=batch, timeout=30).json()
     assert len(replies) == 4 and all(r["result"]["status"] == "running" for r in replies)
-    assert time.monotonic() - started < 2  # one MAX_WAIT (1 s), not four
+    assert time.monotonic() - started < 3  # one MAX_WAIT (1 s), not four
     with pytest.raises(JsonRpcError) as info:
         jsonrpc(url, "silent_result", task_id)
     assert info.value.code == -32002
