@@ -74,6 +74,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tasktypes", "tasktypes.*", "service", "service.*"]),
+    # tasktypes.js and the pages, served by tasktypes.web
+    package_data={"tasktypes": ["static/*"]},
     python_requires=">=3.10",
     cmdclass={"build_py": build_py_with_pth, "develop": develop_with_pth},
     install_requires=[
@@ -93,6 +95,9 @@ setup(
             "zeep>=4.2",
             "requests>=2.28",
             "jsonrpcclient>=4",
+            # Drives Debian's chromium through its chromedriver in the browser
+            # tests; unlike Playwright it needs no browser download of its own.
+            "selenium>=4.10",
         ],
     },
     classifiers=[

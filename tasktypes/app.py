@@ -21,6 +21,7 @@ from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
 from .decorator import DEFAULT_MAX_WAIT
 from .errors import TaskError
 from .store import ThreadStore
+from .web import STATIC_PATH, StaticFiles
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ class TaskTypesApplication:
         if not self._warned:
             self._warn_if_multiprocess(environ)
         path = environ.get("PATH_INFO") or "/"
-        app = self.mounts.get(path.rstrip("/") or "/")
+        app = self.mounts.get(path.rstrip("/") or "/") or next(
+            (a for prefix, a in self.mounts.items()  # "/static/": a prefix
+             if prefix.endswith("/") and path.startswith(prefix)), None)
         if app is None:
             return _plain(start_response, "404 Not Found",
                           "not found; endpoints: %s\n" % ", ".join(sorted(self.mounts)))
@@ -123,6 +126,7 @@ def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
         SOAP_PATH: SoapApplication(spyne_app(SafeSoap11(validator="soft"), FastSoap11()),
                                    public_url),
         JSONRPC_PATH: JsonRpcApplication(spyne_app(JsonRpc20(), JsonRpc20())),
+        STATIC_PATH: StaticFiles(),
     }
     return TaskTypesApplication(mounts, store, max_body)
 
