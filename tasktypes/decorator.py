@@ -8,12 +8,12 @@
 
 publishes five spyne methods: ``report(year) -> TaskInfoResponse`` (starts the
 body in the background), ``report_progress(task_id)``,
-``report_result(task_id) -> Unicode``, ``report_cancel(task_id)`` and
-``report_wait(task_id, timeout)``.
+``report_result(task_id) -> Unicode``, ``report_cancel(task_id)``,
+``report_wait(task_id, timeout)`` and ``report_log(task_id, after)``.
 
 spyne's ``ServiceMeta`` turns each decorated attribute into exactly one
 method; our ``explain`` hook runs at that moment, with the service class in
-hand, and registers the four sibling methods on the class the same way
+hand, and registers the five sibling methods on the class the same way
 ``ServiceMeta`` does. Published methods find their store on the spyne
 ``Application`` (``make_application`` puts it there); a plain spyne
 ``Application`` gets a process-wide ``ThreadStore``.
@@ -23,10 +23,10 @@ import math
 import threading
 import time
 
-from spyne import Double, Integer64
+from spyne import Array, Double, Integer64
 from spyne.decorator import rpc
 
-from .model import TaskInfoResponse, TaskProgressResponse
+from .model import TaskInfoResponse, TaskLogLine, TaskProgressResponse
 
 #: Longest m_wait in seconds, unless the application says otherwise.
 DEFAULT_MAX_WAIT = 30.0
@@ -37,6 +37,7 @@ TASK_TYPES = {}
 
 TaskId = Integer64(min_occurs=1, nillable=False)
 WaitTimeout = Double(min_occurs=1, nillable=False, ge=0, type_name="WaitSeconds")
+LogAfter = Integer64(min_occurs=1, nillable=False, ge=0, type_name="LogSeq")
 
 # Arguments of @rpc that describe what the method returns: they go to
 # m_result, the rest to m.
@@ -169,16 +170,24 @@ def _publish_controls(cls, task_type, result_kparams):
         state = store_of(ctx).wait(task_type, task_id, min(timeout, wait_budget(ctx)))
         return TaskProgressResponse.of(state)
 
+    def log(ctx, task_id, after):
+        return [TaskLogLine(seq=line.seq, time=line.time, level=line.level,
+                            message=line.message)
+                for line in store_of(ctx).log(task_type, task_id, after)]
+
     progress.__doc__ = "Where a %s task stands." % name
     result.__doc__ = "What a finished %s task returned." % name
     cancel.__doc__ = "Stop a queued or running %s task." % name
     wait.__doc__ = ("Where a %s task stands once it has finished, or after "
                     "timeout seconds." % name)
+    log.__doc__ = ("What a %s task logged (INFO and above): the lines after "
+                   "seq ``after`` (0 for all), oldest first." % name)
     controls = [
         ("_progress", progress, (TaskId,), {"_returns": TaskProgressResponse}),
         ("_result", result, (TaskId,), result_kparams),
         ("_cancel", cancel, (TaskId,), {"_returns": TaskProgressResponse}),
         ("_wait", wait, (TaskId, WaitTimeout), {"_returns": TaskProgressResponse}),
+        ("_log", log, (TaskId, LogAfter), {"_returns": Array(TaskLogLine)}),
     ]
     for suffix, function, types, kp in controls:
         method = name + suffix

@@ -114,3 +114,16 @@ class TaskProgressResponse(ComplexModel):
             status=state.status.value,
             message=state.message,
         )
+
+
+class TaskLogLine(ComplexModel):
+    """One line of what a task logged (``m_log``): ``seq`` numbers the
+    task's lines from 1, ``time`` is seconds since the epoch."""
+
+    __namespace__ = NAMESPACE
+    _type_info = [
+        ("seq", Integer64),
+        ("time", Double),
+        ("level", Unicode),
+        ("message", Unicode),
+    ]

@@ -21,6 +21,11 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     or a finishing body never overwrites ``cancelled`` or ``failed``. It
     expires ``result_ttl`` after the task ends; before that the heartbeat
     renews it.
+``tasktypes:task:<id>:log``
+    the task's log (``tasklog``): a list of its newest ``MAX_LINES`` lines,
+    each the JSON array ``[seq, time, level, message]``, numbered by the
+    hash's ``logseq``; it expires with the task's hash (the end, the
+    heartbeat and each append set its TTL to the hash's).
 ``tasktypes:server:<server id>``
     the heartbeat of one server process, renewed every
     ``HEARTBEAT_INTERVAL`` and expiring after ``HEARTBEAT_TTL``. A reader that
@@ -66,6 +71,7 @@ When Redis is unreachable
 """
 
 import functools
+import json
 import logging
 import os
 import socket
@@ -80,6 +86,7 @@ from redis.retry import Retry
 from .documents import decode_result
 from .errors import StoreUnavailable, TaskNotFound, TaskStopped
 from .model import TaskState, TaskStatus, new_task_id
+from .tasklog import MAX_LINES, READ_LIMIT, LogLine
 from .store import (DEFAULT_RESULT_TTL, DEFAULT_WORKERS, QUEUE_PER_WORKER, Store,
                     clamp_progress)
 
@@ -111,6 +118,7 @@ local function end_task(allowed, status, fields)
   end
   redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1] .. ':log', ARGV[3])
   redis.call('PUBLISH', ARGV[1], ARGV[2])
   return 1
 end
@@ -152,6 +160,7 @@ for i, key in ipairs(KEYS) do
   if status == 'queued' or status == 'running' then
     redis.call('HSET', key, 'alive', ARGV[1])
     redis.call('PEXPIRE', key, ARGV[2])
+    redis.call('PEXPIRE', key .. ':log', ARGV[2])
   end
   statuses[i] = status
 end
@@ -164,6 +173,35 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[1])
 if ARGV[2] then redis.call('HSET', KEYS[1], 'message', ARGV[2]) end
 return 1
+"""
+
+# KEYS: task, its log. ARGV: lines kept, then time, level, message of each
+# new line. Numbers the lines in the task's hash (``logseq``); the log
+# expires with the task. Nothing is written for a task that is gone.
+_APPEND_LOG = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = (#ARGV - 1) / 3
+local seq = redis.call('HINCRBY', KEYS[1], 'logseq', n) - n
+for i = 0, n - 1 do
+  seq = seq + 1
+  redis.call('RPUSH', KEYS[2], cjson.encode({seq, ARGV[2 + 3 * i], ARGV[3 + 3 * i],
+                                             ARGV[4 + 3 * i]}))
+end
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[1]), -1)
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return seq
+"""
+
+# KEYS: task, its log. ARGV: after, limit. The task's method (false if it is
+# gone) and its lines numbered above ``after``: the list holds the newest
+# lines, numbered up to ``logseq`` without gaps, so they are found by index.
+_READ_LOG = """
+local method, last = unpack(redis.call('HMGET', KEYS[1], 'method', 'logseq'))
+if not method then return {false, {}} end
+local first = (tonumber(last) or 0) - redis.call('LLEN', KEYS[2]) + 1
+local start = math.max(0, tonumber(ARGV[1]) - first + 1)
+return {method, redis.call('LRANGE', KEYS[2], start, start + tonumber(ARGV[2]) - 1)}
 """
 
 # KEYS: slots. ARGV: limit, task id, lease ms. Redis's clock, so that hosts
@@ -240,6 +278,7 @@ class RedisStore(Store):
         self.server_id = "%s:%d:%s" % (socket.gethostname(), os.getpid(),
                                        uuid.uuid4().hex[:8])
         self._task_key = prefix + "task:%d"
+        self._log_key = self._task_key + ":log"  # the Lua scripts add ":log" too
         self._server_prefix = prefix + "server:"
         self._server_key = self._server_prefix + self.server_id
         self._slots_key = prefix + "slots:%s"
@@ -256,6 +295,8 @@ class RedisStore(Store):
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._renew = self.redis.register_script(_RENEW)
         self._beat = self.redis.register_script(_BEAT)
+        self._append_log = self.redis.register_script(_APPEND_LOG)
+        self._read_log = self.redis.register_script(_READ_LOG)
 
         self._waiters = {}  # task id -> set of Events, woken by the listener
         self._waiters_lock = threading.Lock()
@@ -319,6 +360,19 @@ class RedisStore(Store):
             state = self.read(task_type, task_id)
         return state
 
+    @unavailable
+    def log(self, task_type, task_id, after):
+        method, entries = self._read_log(
+            keys=[self._task_key % task_id, self._log_key % task_id],
+            args=[after, READ_LIMIT])
+        if method != task_type.name:
+            raise TaskNotFound("no task %s of %s" % (task_id, task_type.name))
+        lines = []
+        for entry in entries:
+            seq, created, level, message = json.loads(entry)
+            lines.append(LogLine(seq, float(created), level, message))
+        return lines
+
     def wait(self, task_type, task_id, timeout):
         """Wakes through the ``ended`` channel the moment the task ends on any
         host: an end is seen within milliseconds, not at the next poll.
@@ -379,6 +433,15 @@ class RedisStore(Store):
         if progress is not None:
             fields["progress"] = progress
         self._transition(task_type, task_id, " queued running ", release, **fields)
+
+    @unavailable
+    def append_log(self, task_id, lines):
+        """Keep ``(time, level, message)`` lines of a task's log."""
+        args = [MAX_LINES]
+        for created, level, message in lines:
+            args += [repr(created), level, message]
+        self._append_log(keys=[self._task_key % task_id, self._log_key % task_id],
+                         args=args)
 
     @unavailable
     def acquire_slot(self, task_type, task_id):

@@ -24,6 +24,7 @@ import time
 from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
                      TaskNotFound, TaskStopped, TaskTimedOut)
 from .model import TaskState, TaskStatus, new_task_id
+from .tasklog import TaskLog
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,11 @@ class Store:
         condition, Redis pub/sub), not by polling its state."""
         raise NotImplementedError
 
+    def log(self, task_type, task_id, after):
+        """The task's log lines (``tasklog.LogLine``) with ``seq`` greater
+        than ``after``, oldest first, at most ``tasklog.READ_LIMIT``."""
+        raise NotImplementedError
+
     def result(self, task_type, task_id):
         """What the body returned; raises the error that says why not."""
         return self.check_result(self.read(task_type, task_id, with_result=True))
@@ -124,6 +130,7 @@ class ThreadStore(Store):
         self.result_ttl = result_ttl
         self.max_kept = max_kept
         self._tasks = {}
+        self._logs = {}  # task id -> TaskLog, once it has logged
         # Finished task ids in the order they ended: expiry pops from the left.
         self._finished = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -168,7 +175,22 @@ class ThreadStore(Store):
                 self._ended.wait(left)
             return self._copy(state)
 
+    def log(self, task_type, task_id, after):
+        with self._lock:
+            self._get(task_type, task_id)
+            task_log = self._logs.get(task_id)
+            return task_log.after(after) if task_log is not None else []
+
     # task side
+
+    def append_log(self, task_id, line):
+        """Keep one ``(time, level, message)`` line of a task's log."""
+        with self._lock:
+            if task_id in self._tasks:
+                task_log = self._logs.get(task_id)
+                if task_log is None:
+                    task_log = self._logs[task_id] = TaskLog()
+                task_log.append(*line)
 
     def start(self, task_id):
         """Mark the task running; False if it was cancelled while queued."""
@@ -236,6 +258,7 @@ class ThreadStore(Store):
                 break
             finished.popitem(last=False)
             self._tasks.pop(task_id, None)
+            self._logs.pop(task_id, None)
 
     @staticmethod
     def _copy(state, with_result=False):
