@@ -22,6 +22,7 @@ from .decorator import DEFAULT_MAX_WAIT
 from .errors import TaskError
 from .store import ThreadStore
 from .web import STATIC_PATH, StaticFiles
+from .tasklist import DASHBOARD_PATH, TASKS_PATH, TaskListApplication
 
 logger = logging.getLogger(__name__)
 
@@ -103,13 +104,14 @@ def _plain(start_response, status, text, headers=()):
 
 def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
                      public_url=None, max_body=DEFAULT_MAX_BODY,
-                     max_wait=DEFAULT_MAX_WAIT):
+                     max_wait=DEFAULT_MAX_WAIT, admin_token=None):
     """The WSGI application serving ``services`` over SOAP and JSON-RPC.
 
     ``store`` keeps task state (a new ``ThreadStore`` if not given);
     ``public_url`` is the base URL for the WSDL's address (default: each
     request's own); ``max_body`` limits request bodies in bytes; ``max_wait``
-    caps ``m_wait`` in seconds.
+    caps ``m_wait`` in seconds; ``admin_token`` turns on the operator's task
+    list (``/tasks``, ``/dashboard``: tasktypes.tasklist).
     """
     if store is None:
         store = ThreadStore()
@@ -128,6 +130,10 @@ def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
         JSONRPC_PATH: JsonRpcApplication(spyne_app(JsonRpc20(), JsonRpc20())),
         STATIC_PATH: StaticFiles(),
     }
+    if admin_token:
+        task_list = TaskListApplication(store, admin_token)
+        mounts.update({TASKS_PATH: task_list, TASKS_PATH + "/": task_list,
+                       DASHBOARD_PATH: task_list})
     return TaskTypesApplication(mounts, store, max_body)
 
 

@@ -51,8 +51,10 @@ _default_store_lock = threading.Lock()
 class TaskType:
     """What a store needs to know of one task-type method."""
 
-    def __init__(self, name, key, body, returns, time_limit, max_running):
+    def __init__(self, name, key, body, returns, time_limit, max_running,
+                 arg_names=()):
         self.name = name
+        self.arg_names = arg_names  # for the operator's view of a task's arguments
         self.key = key
         self.body = body
         self.returns = returns
@@ -134,7 +136,8 @@ def task_rpc(*params, **kparams):
             task_type = TaskType(
                 name, "%s:%s.%s" % (cls.__module__, cls.__qualname__, name), f, returns,
                 _check_limit(name, "_time_limit", time_limit, (int, float)),
-                _check_limit(name, "_max_running", max_running, int))
+                _check_limit(name, "_max_running", max_running, int),
+                _argument_names(f))
             TASK_TYPES[task_type.key] = task_type
             _publish_controls(cls, task_type, result_kparams)
 

@@ -75,6 +75,10 @@ class TaskState:
     endtime: float = 0.0
     timed_out: bool = False
     result: object = field(default=NO_RESULT, repr=False)
+    #: For the operator's task list: when it was submitted, and its
+    #: arguments as bounded JSON text.
+    submitted: float = 0.0
+    arguments: str = field(default="", repr=False)
 
     def duration(self, now):
         if not self.starttime:
