@@ -67,7 +67,13 @@ def screenshot(driver, name):
     """Save the window as ``tests/output/<name>.png`` (a CI artifact)."""
     os.makedirs(OUTPUT_DIR, exist_ok=True)
     path = os.path.join(OUTPUT_DIR, name + ".png")
-    driver.save_screenshot(path)
+    size = driver.get_window_size()
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(size["width"], min(max(height + 100, size["height"]), 4000))
+    try:
+        driver.save_screenshot(path)  # the whole page, not just the first screen
+    finally:
+        driver.set_window_size(size["width"], size["height"])
     return path
 
 

@@ -70,28 +70,57 @@
     tr.setAttribute("aria-selected", String(selected && selected.id === task.task_id));
     cell(tr, String(task.task_id));
     cell(tr, task.method);
-    cell(tr, task.status, "status-" + task.status);
+    cell(tr, "");
     var bar = document.createElement("progress");
-    bar.max = 1; bar.value = task.progress;
+    bar.max = 1;
     bar.setAttribute("aria-label", "progress of task " + task.task_id);
     cell(tr, "").appendChild(bar);
-    cell(tr, task.message);
-    cell(tr, clock(task.submitted));
-    cell(tr, seconds(task.duration));
+    cell(tr, ""); cell(tr, clock(task.submitted)); cell(tr, "");
     function open() { openDetail(task.task_id, task.method); }
     tr.addEventListener("click", open);
     tr.addEventListener("keydown", function (e) {
       if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); }
     });
+    return update(tr, task);
+  }
+
+  /** The live cells of a task's row. */
+  function update(tr, task) {
+    var cells = tr.cells;
+    cells[2].textContent = task.status;
+    cells[2].className = "status-" + task.status;
+    cells[3].firstChild.value = task.progress;
+    cells[4].textContent = task.message;
+    cells[6].textContent = seconds(task.duration);
     return tr;
+  }
+
+  /** Show `tasks` in the table, keeping the rows (and keyboard focus) of
+   *  tasks already shown in the same order. */
+  function showTasks(tasks) {
+    var body = $("tasks");
+    var shown = Array.prototype.map.call(body.rows, function (tr) { return tr.dataset.taskId; });
+    var same = shown.length === tasks.length && tasks.every(function (task, i) {
+      return shown[i] === String(task.task_id);
+    });
+    if (same) {
+      tasks.forEach(function (task, i) { update(body.rows[i], task); });
+      return;
+    }
+    var focused = document.activeElement && document.activeElement.dataset
+      ? document.activeElement.dataset.taskId : null;
+    body.replaceChildren.apply(body, tasks.map(row));
+    if (focused) {
+      var again = body.querySelector('tr[data-task-id="' + focused + '"]');
+      if (again) again.focus();
+    }
   }
 
   function refresh() {
     clearTimeout(listTimer);
     get(query({ limit: 50 })).then(function (page) {
       $("list-error").textContent = "";
-      var body = $("tasks");
-      body.replaceChildren.apply(body, page.tasks.map(row));
+      showTasks(page.tasks);
       next = page.next;
       $("more").classList.toggle("hidden", !next);
       var counts = $("counts");
