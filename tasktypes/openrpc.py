@@ -39,8 +39,8 @@ where ``task_type`` is the name of the task-type method (``countdown``) and
 ``role`` is ``submit`` for the method that starts a task, or the control's
 role: ``progress``, ``result``, ``cancel``, ``wait`` (and any control added
 later, such as ``log``). Plain methods carry no ``x-tasktypes``. Clients (the
-``tasktypes`` command line, the browser page) find task types by this member,
-never by method-name suffixes. The role comes from ``decorator.TaskRole`` on
+``tasktypes`` command line, the browser page) tell task types and controls
+by this member, not by guessing from method names. The role comes from ``decorator.TaskRole`` on
 each published function, so a new control needs nothing here.
 
 Where the document gives no ``servers``, the endpoint is ``/jsonrpc`` beside
@@ -332,7 +332,8 @@ class _DocumentBuilder:
             return schema
         for date_cls in (Date, DateTime, Time):  # Date before its base DateTime
             if issubclass(cls, date_cls):
-                return {"type": "string", "pattern": _DATE_PATTERNS[date_cls]}
+                return {"type": "string", "title": date_cls.get_type_name(),
+                        "pattern": _DATE_PATTERNS[date_cls]}
         if issubclass(cls, Uuid):
             return {"type": "string", "format": "uuid"}
         if issubclass(cls, ByteArray):
