@@ -1,5 +1,6 @@
 """Service classes -> one WSGI application: SOAP 1.1 at ``/soap`` (WSDL at
-``/soap?wsdl``), JSON-RPC 2.0 at ``/jsonrpc``.
+``/soap?wsdl``), JSON-RPC 2.0 at ``/jsonrpc`` (its OpenRPC document at
+``/openrpc.json`` and as ``rpc.discover``).
 
     application = make_application([TaskService], store=ThreadStore())
 
@@ -20,6 +21,7 @@ from .jsonrpc import JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
 from .decorator import DEFAULT_MAX_WAIT
 from .errors import TaskError
+from .openrpc import DISCOVER, openrpc_json
 from .store import ThreadStore
 from .web import STATIC_PATH, StaticFiles
 from .tasklist import DASHBOARD_PATH, TASKS_PATH, TaskListApplication
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_TNS = "tasktypes"
 JSONRPC_PATH = "/jsonrpc"
+OPENRPC_PATH = "/openrpc.json"
 
 class TaskTypesApplication:
     """The WSGI application: mounts by path and limits body sizes."""
@@ -102,6 +105,20 @@ def _plain(start_response, status, text, headers=()):
     return [body]
 
 
+def _static_json(body):
+    """A WSGI app answering GET and HEAD with ``body`` (JSON bytes); any
+    origin may read it, so that OpenRPC tools in a browser can load it."""
+    def app(environ, start_response):
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", "GET only\n",
+                          [("Allow", "GET, HEAD")])
+        start_response("200 OK", [("Content-Type", "application/json; charset=utf-8"),
+                                  ("Content-Length", str(len(body))),
+                                  ("Access-Control-Allow-Origin", "*")])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+    return app
+
+
 def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
                      public_url=None, max_body=DEFAULT_MAX_BODY,
                      max_wait=DEFAULT_MAX_WAIT, admin_token=None):
@@ -124,10 +141,15 @@ def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
         app.tasktypes_max_wait = max_wait
         return app
 
+    jsonrpc_app = spyne_app(JsonRpc20(), JsonRpc20())
+    jsonrpc_app.tasktypes_public_url = public_url
+    openrpc = openrpc_json(jsonrpc_app)  # built now: a bad type stops start-up
     mounts = {
         SOAP_PATH: SoapApplication(spyne_app(SafeSoap11(validator="soft"), FastSoap11()),
                                    public_url),
-        JSONRPC_PATH: JsonRpcApplication(spyne_app(JsonRpc20(), JsonRpc20())),
+        JSONRPC_PATH: JsonRpcApplication(jsonrpc_app,
+                                         system_methods={DISCOVER: lambda: openrpc}),
+        OPENRPC_PATH: _static_json(openrpc),
         STATIC_PATH: StaticFiles(),
     }
     if admin_token:

@@ -22,6 +22,7 @@ hand, and registers the five sibling methods on the class the same way
 import math
 import threading
 import time
+from collections import namedtuple
 
 from spyne import Array, Double, Integer64
 from spyne.decorator import rpc
@@ -43,6 +44,11 @@ LogAfter = Integer64(min_occurs=1, nillable=False, ge=0, type_name="LogSeq")
 # m_result, the rest to m.
 _RESULT_KPARAMS = ("_returns", "_out_variable_name", "_out_variable_names",
                    "_body_style", "_soap_body_style", "_out_message_name")
+
+#: Set as ``tasktypes_role`` on each published function of a task type: the
+#: task type's name and the function's role (``submit``, or the control's
+#: name: ``progress``, ``result``...). The OpenRPC document reads it.
+TaskRole = namedtuple("TaskRole", "task_type role")
 
 _default_store = None
 _default_store_lock = threading.Lock()
@@ -148,6 +154,7 @@ def task_rpc(*params, **kparams):
             submit.__doc__ = f.__doc__
             submit.__name__ = submit.__qualname__ = name
             submit.task_type = task_type
+            submit.tasktypes_role = TaskRole(name, "submit")
             return rpc(*params, _returns=TaskInfoResponse,
                        _args=_argument_names(f), **kparams)(submit)(**kwargs)
 
@@ -195,6 +202,7 @@ def _publish_controls(cls, task_type, result_kparams):
     for suffix, function, types, kp in controls:
         method = name + suffix
         function.__name__ = function.__qualname__ = method  # spyne's method key
+        function.tasktypes_role = TaskRole(name, suffix[1:])
         descriptor = rpc(*types, **kp)(function)(_default_function_name=method,
                                                  _service_class=cls)
         # as spyne's ServiceMeta does for the methods it finds itself
