@@ -1,6 +1,8 @@
 """Service classes -> one WSGI application: SOAP 1.1 at ``/soap`` (WSDL at
 ``/soap?wsdl``), JSON-RPC 2.0 at ``/jsonrpc`` (its OpenRPC document at
-``/openrpc.json`` and as ``rpc.discover``).
+``/openrpc.json`` and as ``rpc.discover``), the browser helper and pages
+(``/static/``, ``/``: tasktypes.web) and, with an operator token, the task
+list (``/tasks``, ``/dashboard``: tasktypes.tasklist).
 
     application = make_application([TaskService], store=ThreadStore())
 
@@ -23,7 +25,7 @@ from .decorator import DEFAULT_MAX_WAIT
 from .errors import TaskError
 from .openrpc import DISCOVER, openrpc_json
 from .store import ThreadStore
-from .web import STATIC_PATH, StaticFiles
+from .web import STATIC_PATH, StaticFiles, page
 from .tasklist import DASHBOARD_PATH, TASKS_PATH, TaskListApplication
 
 logger = logging.getLogger(__name__)
@@ -46,9 +48,7 @@ class TaskTypesApplication:
         if not self._warned:
             self._warn_if_multiprocess(environ)
         path = environ.get("PATH_INFO") or "/"
-        app = self.mounts.get(path.rstrip("/") or "/") or next(
-            (a for prefix, a in self.mounts.items()  # "/static/": a prefix
-             if prefix.endswith("/") and path.startswith(prefix)), None)
+        app = self.mounts.get(path.rstrip("/") or "/") or self._by_prefix(path)
         if app is None:
             return _plain(start_response, "404 Not Found",
                           "not found; endpoints: %s\n" % ", ".join(sorted(self.mounts)))
@@ -58,6 +58,13 @@ class TaskTypesApplication:
                 return _plain(start_response, refusal[0], refusal[1],
                               [("Connection", "close")])
         return app(environ, start_response)
+
+    def _by_prefix(self, path):
+        """The application mounted at a prefix ("/static/") of ``path``."""
+        for prefix, app in self.mounts.items():
+            if len(prefix) > 1 and prefix.endswith("/") and path.startswith(prefix):
+                return app
+        return None
 
     def close(self):
         """Stop the store's runner and connections."""
@@ -151,6 +158,7 @@ def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
                                          system_methods={DISCOVER: lambda: openrpc}),
         OPENRPC_PATH: _static_json(openrpc),
         STATIC_PATH: StaticFiles(),
+        "/": page("index.html"),  # the task page, over tasktypes.js
     }
     if admin_token:
         task_list = TaskListApplication(store, admin_token)

@@ -70,6 +70,7 @@ def screenshot(driver, name):
     size = driver.get_window_size()
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(size["width"], min(max(height + 100, size["height"]), 4000))
+    driver.execute_script("window.scrollTo(0, 0)")
     try:
         driver.save_screenshot(path)  # the whole page, not just the first screen
     finally:
