@@ -152,7 +152,6 @@ def test_requests_are_json(client):
     client.session.hooks["response"].append(
         lambda response, **kw: sent.append(response.request.headers["Content-Type"]))
     client.call("echo", "x")
-    client.task("countdown", 4242)
     with pytest.raises(TaskNotFound):
         client.task("countdown", 4242).progress()
     assert sent == ["application/json", "application/json"]
