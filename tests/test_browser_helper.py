@@ -206,3 +206,27 @@ def test_es_module_import(browser, service):
     assert names(events)[-2:] == ["success", "end"] and events[-2][1] == 1
     assert json.loads(json.dumps(browser.execute_script(
         "return typeof tt.attach + typeof tt.call"))) == "functionfunction"
+
+
+def test_on_log_gets_each_line_once_in_order(browser, service):
+    """Guards onLog: the task's log lines arrive (a batch of m_wait and
+    m_log per round), each exactly once, in order, before onEnd."""
+    blank_page(browser, service)
+    events = start(browser, 'window.h = tt.run("cloneInstance", ["vm-3", "c"], '
+                            'callbacks({onLog: record("log"), interval: 100}))')
+    lines = [line for name, value in events if name == "log" for line in value]
+    task_id = browser.execute_script("return h.id")
+    assert [line["seq"] for line in lines] == [1, 2, 3, 4]
+    assert lines[0]["message"] == "cloneInstance %d: snapshot" % task_id
+    assert set(lines[0]) == {"seq", "time", "level", "message"}
+    assert names(events)[-2:] == ["success", "end"]
+
+
+def test_a_throwing_callback_does_not_stop_the_follow(browser, service):
+    """Guards callback isolation: an onProgress that throws is reported on
+    the console, and the task is still followed to onSuccess and onEnd."""
+    blank_page(browser, service)
+    events = start(browser, 'tt.run("countdown", [2, 0.1], callbacks({'
+                            'onProgress: p => { throw new Error("callback bug"); }}))')
+    assert names(events)[-2:] == ["success", "end"]
+    assert any("callback bug" in e for e in console_errors(browser))
