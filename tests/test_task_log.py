@@ -159,3 +159,25 @@ def test_m_log_over_http_with_the_redis_store(service_process, redis_url):
     assert [line["message"] for line in lines] == [
         "cloneInstance %d: %s" % (task_id, stage)
         for stage in ("snapshot", "copy disks", "register", "boot")]
+
+
+def test_capture_leaves_unconfigured_logging_as_it_was():
+    """Guards install() where logging is not configured: warnings still
+    reach stderr through Python's last resort, INFO is not printed, and a
+    record logged inside ``capturing`` reaches the sink."""
+    import subprocess
+    import sys
+    code = """if True:
+        import logging
+        from tasktypes import tasklog
+        tasklog.install()
+        logging.getLogger("x").warning("still printed")
+        logging.getLogger("x").info("not printed")
+        with tasklog.capturing(lambda line: print("sink", line[1], line[2])):
+            logging.getLogger("x").info("in the task")
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "still printed\n"
+    assert out.stdout == "sink INFO in the task\n"
