@@ -67,6 +67,16 @@ class develop_with_pth(develop):
         _write_pth(self, self.install_dir)
 
 
+# tasktypes.client and the `tasktypes` command line (pip install
+# "tasktypes[client]"); a server install does without them.
+CLIENT_REQUIRES = [
+    # requests: pooled keep-alive connections, timeouts per call and clear
+    # connection errors, which the client's retries and messages rely on.
+    "requests>=2.28",
+    # rich: the command line's live progress bar, sized to the terminal.
+    "rich>=13",
+]
+
 setup(
     name="tasktypes",
     version="0.1.0",
@@ -74,6 +84,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tasktypes", "tasktypes.*", "service", "service.*"]),
+    # tasktypes.js and the pages, served by tasktypes.web
+    package_data={"tasktypes": ["static/*"]},
     python_requires=">=3.10",
     cmdclass={"build_py": build_py_with_pth, "develop": develop_with_pth},
     install_requires=[
@@ -88,13 +100,24 @@ setup(
         'legacy-cgi>=2.6; python_version >= "3.13"',
     ],
     extras_require={
+        "client": CLIENT_REQUIRES,
         "test": [
             "pytest>=7",
             "zeep>=4.2",
             "requests>=2.28",
             "jsonrpcclient>=4",
-        ],
+            # Drives Debian's chromium through its chromedriver in the browser
+            # tests; unlike Playwright it needs no browser download of its own.
+            "selenium>=4.10",
+            # tests/test_openrpc.py: the OpenRPC document against the
+            # specification's meta-schema, and each param schema against
+            # what the server accepts.
+            "jsonschema>=4.18",
+            # tests/test_cli.py: the command line in a real pseudo-terminal.
+            "pexpect>=4.8",
+        ] + CLIENT_REQUIRES,
     },
+    entry_points={"console_scripts": ["tasktypes = tasktypes.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.10",

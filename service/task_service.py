@@ -52,6 +52,8 @@ class TaskService(ServiceBase):
         for i in range(60):
             time.sleep(0.5)
             kw["update_progress"]((i + 1) / 60.0, "step %d of 60" % (i + 1))
+            if (i + 1) % 10 == 0:  # a few lines for the task's log (m_log)
+                logger.info("taskExample %s: %d of 60 steps done", ctx.task_id, i + 1)
         return counter
 
     @task_rpc(Unicode, Unicode, _returns=InstanceInformation)

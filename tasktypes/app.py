@@ -1,5 +1,8 @@
 """Service classes -> one WSGI application: SOAP 1.1 at ``/soap`` (WSDL at
-``/soap?wsdl``), JSON-RPC 2.0 at ``/jsonrpc``.
+``/soap?wsdl``), JSON-RPC 2.0 at ``/jsonrpc`` (its OpenRPC document at
+``/openrpc.json`` and as ``rpc.discover``), the browser helper and pages
+(``/static/``, ``/``: tasktypes.web) and, with an operator token, the task
+list (``/tasks``, ``/dashboard``: tasktypes.tasklist).
 
     application = make_application([TaskService], store=ThreadStore())
 
@@ -20,13 +23,17 @@ from .jsonrpc import JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
 from .decorator import DEFAULT_MAX_WAIT
 from .errors import TaskError
+from .openrpc import DISCOVER, openrpc_json
 from .store import ThreadStore
+from .web import STATIC_PATH, StaticFiles, page
+from .tasklist import DASHBOARD_PATH, TASKS_PATH, TaskListApplication
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_TNS = "tasktypes"
 JSONRPC_PATH = "/jsonrpc"
+OPENRPC_PATH = "/openrpc.json"
 
 class TaskTypesApplication:
     """The WSGI application: mounts by path and limits body sizes."""
@@ -41,7 +48,7 @@ class TaskTypesApplication:
         if not self._warned:
             self._warn_if_multiprocess(environ)
         path = environ.get("PATH_INFO") or "/"
-        app = self.mounts.get(path.rstrip("/") or "/")
+        app = self.mounts.get(path.rstrip("/") or "/") or self._by_prefix(path)
         if app is None:
             return _plain(start_response, "404 Not Found",
                           "not found; endpoints: %s\n" % ", ".join(sorted(self.mounts)))
@@ -51,6 +58,13 @@ class TaskTypesApplication:
                 return _plain(start_response, refusal[0], refusal[1],
                               [("Connection", "close")])
         return app(environ, start_response)
+
+    def _by_prefix(self, path):
+        """The application mounted at a prefix ("/static/") of ``path``."""
+        for prefix, app in self.mounts.items():
+            if len(prefix) > 1 and prefix.endswith("/") and path.startswith(prefix):
+                return app
+        return None
 
     def close(self):
         """Stop the store's runner and connections."""
@@ -98,15 +112,30 @@ def _plain(start_response, status, text, headers=()):
     return [body]
 
 
+def _static_json(body):
+    """A WSGI app answering GET and HEAD with ``body`` (JSON bytes); any
+    origin may read it, so that OpenRPC tools in a browser can load it."""
+    def app(environ, start_response):
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", "GET only\n",
+                          [("Allow", "GET, HEAD")])
+        start_response("200 OK", [("Content-Type", "application/json; charset=utf-8"),
+                                  ("Content-Length", str(len(body))),
+                                  ("Access-Control-Allow-Origin", "*")])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+    return app
+
+
 def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
                      public_url=None, max_body=DEFAULT_MAX_BODY,
-                     max_wait=DEFAULT_MAX_WAIT):
+                     max_wait=DEFAULT_MAX_WAIT, admin_token=None):
     """The WSGI application serving ``services`` over SOAP and JSON-RPC.
 
     ``store`` keeps task state (a new ``ThreadStore`` if not given);
     ``public_url`` is the base URL for the WSDL's address (default: each
     request's own); ``max_body`` limits request bodies in bytes; ``max_wait``
-    caps ``m_wait`` in seconds.
+    caps ``m_wait`` in seconds; ``admin_token`` turns on the operator's task
+    list (``/tasks``, ``/dashboard``: tasktypes.tasklist).
     """
     if store is None:
         store = ThreadStore()
@@ -119,11 +148,22 @@ def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
         app.tasktypes_max_wait = max_wait
         return app
 
+    jsonrpc_app = spyne_app(JsonRpc20(), JsonRpc20())
+    jsonrpc_app.tasktypes_public_url = public_url
+    openrpc = openrpc_json(jsonrpc_app)  # built now: a bad type stops start-up
     mounts = {
         SOAP_PATH: SoapApplication(spyne_app(SafeSoap11(validator="soft"), FastSoap11()),
                                    public_url),
-        JSONRPC_PATH: JsonRpcApplication(spyne_app(JsonRpc20(), JsonRpc20())),
+        JSONRPC_PATH: JsonRpcApplication(jsonrpc_app,
+                                         system_methods={DISCOVER: lambda: openrpc}),
+        OPENRPC_PATH: _static_json(openrpc),
+        STATIC_PATH: StaticFiles(),
+        "/": page("index.html"),  # the task page, over tasktypes.js
     }
+    if admin_token:
+        task_list = TaskListApplication(store, admin_token)
+        mounts.update({TASKS_PATH: task_list, TASKS_PATH + "/": task_list,
+                       DASHBOARD_PATH: task_list})
     return TaskTypesApplication(mounts, store, max_body)
 
 

@@ -31,20 +31,22 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     public_url: str = None
     max_wait: float = DEFAULT_MAX_WAIT
+    admin_token: str = None
 
     @classmethod
     def from_environ(cls, environ=None):
         env = os.environ if environ is None else environ
         d = cls()
 
-        def get(name, parse, default):
+        def get(name, parse, default, secret=False):
             raw = env.get(name)
             if raw is None or raw.strip() == "":
                 return default
             try:
                 return parse(raw.strip())
             except ValueError as exc:
-                raise ConfigError("%s=%r: %s" % (name, raw, exc)) from None
+                shown = "(%d characters, not shown)" % len(raw) if secret else repr(raw)
+                raise ConfigError("%s=%s: %s" % (name, shown, exc)) from None
 
         return cls(
             store=get("TASKTYPES_STORE", _choice("thread", "redis"), d.store),
@@ -54,6 +56,7 @@ class Settings:
             workers=get("TASKTYPES_WORKERS", _positive(int), d.workers),
             public_url=get("TASKTYPES_PUBLIC_URL", _http_url, d.public_url),
             max_wait=get("TASKTYPES_MAX_WAIT", _positive(float), d.max_wait),
+            admin_token=get("TASKTYPES_ADMIN_TOKEN", _token, d.admin_token, secret=True),
         )
 
     def make_store(self):
@@ -78,7 +81,7 @@ class Settings:
     def application_options(self):
         """Keyword arguments of ``make_application`` that come from here."""
         return {"public_url": self.public_url, "max_body": self.max_body,
-                "max_wait": self.max_wait}
+                "max_wait": self.max_wait, "admin_token": self.admin_token}
 
 
 def _choice(*allowed):
@@ -116,6 +119,16 @@ def _redis_url(raw):
         redis.ConnectionPool.from_url(raw)
     except (ValueError, TypeError) as exc:
         raise ValueError(str(exc)) from None
+    return raw
+
+
+def _token(raw):
+    """The operator token: long enough not to be guessed, and safe in an
+    HTTP header."""
+    if not 16 <= len(raw) <= 512:
+        raise ValueError("must be 16 to 512 characters long")
+    if not all("!" <= c <= "~" for c in raw):
+        raise ValueError("must be printable ASCII without spaces")
     return raw
 
 

@@ -8,12 +8,12 @@
 
 publishes five spyne methods: ``report(year) -> TaskInfoResponse`` (starts the
 body in the background), ``report_progress(task_id)``,
-``report_result(task_id) -> Unicode``, ``report_cancel(task_id)`` and
-``report_wait(task_id, timeout)``.
+``report_result(task_id) -> Unicode``, ``report_cancel(task_id)``,
+``report_wait(task_id, timeout)`` and ``report_log(task_id, after)``.
 
 spyne's ``ServiceMeta`` turns each decorated attribute into exactly one
 method; our ``explain`` hook runs at that moment, with the service class in
-hand, and registers the four sibling methods on the class the same way
+hand, and registers the five sibling methods on the class the same way
 ``ServiceMeta`` does. Published methods find their store on the spyne
 ``Application`` (``make_application`` puts it there); a plain spyne
 ``Application`` gets a process-wide ``ThreadStore``.
@@ -22,11 +22,12 @@ hand, and registers the four sibling methods on the class the same way
 import math
 import threading
 import time
+from collections import namedtuple
 
-from spyne import Double, Integer64
+from spyne import Array, Double, Integer64
 from spyne.decorator import rpc
 
-from .model import TaskInfoResponse, TaskProgressResponse
+from .model import TaskInfoResponse, TaskLogLine, TaskProgressResponse
 
 #: Longest m_wait in seconds, unless the application says otherwise.
 DEFAULT_MAX_WAIT = 30.0
@@ -37,11 +38,17 @@ TASK_TYPES = {}
 
 TaskId = Integer64(min_occurs=1, nillable=False)
 WaitTimeout = Double(min_occurs=1, nillable=False, ge=0, type_name="WaitSeconds")
+LogAfter = Integer64(min_occurs=1, nillable=False, ge=0, type_name="LogSeq")
 
 # Arguments of @rpc that describe what the method returns: they go to
 # m_result, the rest to m.
 _RESULT_KPARAMS = ("_returns", "_out_variable_name", "_out_variable_names",
                    "_body_style", "_soap_body_style", "_out_message_name")
+
+#: Set as ``tasktypes_role`` on each published function of a task type: the
+#: task type's name and the function's role (``submit``, or the control's
+#: name: ``progress``, ``result``...). The OpenRPC document reads it.
+TaskRole = namedtuple("TaskRole", "task_type role")
 
 _default_store = None
 _default_store_lock = threading.Lock()
@@ -50,8 +57,10 @@ _default_store_lock = threading.Lock()
 class TaskType:
     """What a store needs to know of one task-type method."""
 
-    def __init__(self, name, key, body, returns, time_limit, max_running):
+    def __init__(self, name, key, body, returns, time_limit, max_running,
+                 arg_names=()):
         self.name = name
+        self.arg_names = arg_names  # for the operator's view of a task's arguments
         self.key = key
         self.body = body
         self.returns = returns
@@ -133,7 +142,8 @@ def task_rpc(*params, **kparams):
             task_type = TaskType(
                 name, "%s:%s.%s" % (cls.__module__, cls.__qualname__, name), f, returns,
                 _check_limit(name, "_time_limit", time_limit, (int, float)),
-                _check_limit(name, "_max_running", max_running, int))
+                _check_limit(name, "_max_running", max_running, int),
+                _argument_names(f))
             TASK_TYPES[task_type.key] = task_type
             _publish_controls(cls, task_type, result_kparams)
 
@@ -144,6 +154,7 @@ def task_rpc(*params, **kparams):
             submit.__doc__ = f.__doc__
             submit.__name__ = submit.__qualname__ = name
             submit.task_type = task_type
+            submit.tasktypes_role = TaskRole(name, "submit")
             return rpc(*params, _returns=TaskInfoResponse,
                        _args=_argument_names(f), **kparams)(submit)(**kwargs)
 
@@ -169,20 +180,29 @@ def _publish_controls(cls, task_type, result_kparams):
         state = store_of(ctx).wait(task_type, task_id, min(timeout, wait_budget(ctx)))
         return TaskProgressResponse.of(state)
 
+    def log(ctx, task_id, after):
+        return [TaskLogLine(seq=line.seq, time=line.time, level=line.level,
+                            message=line.message)
+                for line in store_of(ctx).log(task_type, task_id, after)]
+
     progress.__doc__ = "Where a %s task stands." % name
     result.__doc__ = "What a finished %s task returned." % name
     cancel.__doc__ = "Stop a queued or running %s task." % name
     wait.__doc__ = ("Where a %s task stands once it has finished, or after "
                     "timeout seconds." % name)
+    log.__doc__ = ("What a %s task logged (INFO and above): the lines after "
+                   "seq ``after`` (0 for all), oldest first." % name)
     controls = [
         ("_progress", progress, (TaskId,), {"_returns": TaskProgressResponse}),
         ("_result", result, (TaskId,), result_kparams),
         ("_cancel", cancel, (TaskId,), {"_returns": TaskProgressResponse}),
         ("_wait", wait, (TaskId, WaitTimeout), {"_returns": TaskProgressResponse}),
+        ("_log", log, (TaskId, LogAfter), {"_returns": Array(TaskLogLine)}),
     ]
     for suffix, function, types, kp in controls:
         method = name + suffix
         function.__name__ = function.__qualname__ = method  # spyne's method key
+        function.tasktypes_role = TaskRole(name, suffix[1:])
         descriptor = rpc(*types, **kp)(function)(_default_function_name=method,
                                                  _service_class=cls)
         # as spyne's ServiceMeta does for the methods it finds itself

@@ -598,11 +598,15 @@ class JsonRpcApplication(WsgiApplication):
     (spyne's ``_aux``) are not run: only the primary method of a name is.
     """
 
-    def __init__(self, app, **kwargs):
+    def __init__(self, app, system_methods=None, **kwargs):
         if not isinstance(app.in_protocol, JsonRpc20) or \
                 not isinstance(app.out_protocol, JsonRpc20):
             raise TypeError("JsonRpcApplication needs JsonRpc20 in and out protocols")
         super().__init__(app, **kwargs)
+        #: name -> callable() returning the JSON bytes of a result: methods of
+        #: the server itself that take no params (``rpc.discover``), answered
+        #: before spyne looks the name up.
+        self.system_methods = dict(system_methods or {})
 
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD") != "POST":
@@ -663,6 +667,9 @@ class JsonRpcApplication(WsgiApplication):
         protocol = self.app.in_protocol
         try:
             protocol.decompose_incoming_envelope(ctx, protocol.REQUEST)
+            system = self.system_methods.get(ctx.in_document["method"])
+            if system is not None:
+                return self._system_reply(ctx, system)
             handles = protocol.get_call_handles(ctx)
             if not handles:
                 raise MethodNotFound("Method not found: %s" % ctx.in_document["method"])
@@ -674,6 +681,16 @@ class JsonRpcApplication(WsgiApplication):
         else:
             self._process(ctx)
         return self._reply(ctx)
+
+    def _system_reply(self, ctx, method):
+        if ctx.in_body_doc:
+            raise InvalidParams("Invalid params: %s takes none"
+                                % ctx.in_document["method"])
+        req_id = ctx.inprot_ctx.jsonrpc_id
+        ctx.close()
+        if req_id is _NO_ID:
+            return b""
+        return b'{"jsonrpc":"2.0","result":%s,"id":%s}' % (method(), _encode(req_id))
 
     def _process(self, ctx):
         # Application.process_request, with short logs and no Redirect.

@@ -75,6 +75,10 @@ class TaskState:
     endtime: float = 0.0
     timed_out: bool = False
     result: object = field(default=NO_RESULT, repr=False)
+    #: For the operator's task list: when it was submitted, and its
+    #: arguments as bounded JSON text.
+    submitted: float = 0.0
+    arguments: str = field(default="", repr=False)
 
     def duration(self, now):
         if not self.starttime:
@@ -114,3 +118,16 @@ class TaskProgressResponse(ComplexModel):
             status=state.status.value,
             message=state.message,
         )
+
+
+class TaskLogLine(ComplexModel):
+    """One line of what a task logged (``m_log``): ``seq`` numbers the
+    task's lines from 1, ``time`` is seconds since the epoch."""
+
+    __namespace__ = NAMESPACE
+    _type_info = [
+        ("seq", Integer64),
+        ("time", Double),
+        ("level", Unicode),
+        ("message", Unicode),
+    ]

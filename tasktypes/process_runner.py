@@ -69,6 +69,7 @@ from .documents import encode_result
 from .redis_store import HEARTBEAT_INTERVAL
 from .runner import run_body
 from .store import error_text
+from . import tasklog
 
 logger = logging.getLogger(__name__)
 
@@ -376,6 +377,7 @@ class ProcessRunner:
     def _new_worker(self):
         if self._context is None:
             self._context = _context()
+        tasklog.install()  # the levels the worker copies let INFO through
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main, name="tasktypes-worker",
@@ -392,11 +394,13 @@ class ProcessRunner:
 
     def _attend(self, worker):
         """Read what a worker sent; reap it if it exited."""
+        logged = {}  # task id -> its new log lines, written at once below
         try:
             while worker.conn.poll():
-                self._received(worker, worker.conn.recv())
+                self._received(worker, worker.conn.recv(), logged)
         except (EOFError, OSError):
             pass
+        self._write_logs(logged)
         if worker.process.exitcode is None:
             return
         worker.process.join()
@@ -419,13 +423,17 @@ class ProcessRunner:
         elif slot is not None:  # a stopped task's process is gone at last
             self._write(self.store.release_slot, *slot)
 
-    def _received(self, worker, message):
+    def _received(self, worker, message, logged):
         if message[0] == "log":
             record = logging.makeLogRecord(message[1])
             log = logging.getLogger(record.name)
             if log.isEnabledFor(record.levelno):
                 log.handle(record)
+            task_id = getattr(record, "task_id", None)
+            if task_id is not None and record.levelno >= tasklog.LEVEL:
+                logged.setdefault(task_id, []).append(_task_log_line(record, task_id))
             return
+        self._write_logs(logged)  # a reader who sees the end sees its lines
         _, task_id, ok, payload, progress, text = message
         with self._lock:
             if worker.task is None or worker.task[1] != task_id:
@@ -442,6 +450,14 @@ class ProcessRunner:
         elif slot is not None:  # stopped itself: it ended elsewhere
             self._write(self.store.release_slot, *slot)
         self._wake()
+
+    def _write_logs(self, logged):
+        for task_id, lines in logged.items():
+            try:
+                self.store.append_log(task_id, lines)
+            except StoreUnavailable as exc:
+                logger.warning("task %d: %d log lines lost: %s", task_id, len(lines), exc)
+        logged.clear()
 
     def _write(self, write, *args, **kwargs):
         try:
@@ -478,6 +494,12 @@ class ProcessRunner:
             if worker.kill_at <= now and worker.process.exitcode is None:
                 worker.process.kill()
                 worker.kill_at = now + 60
+
+
+def _task_log_line(record, task_id):
+    """A relayed record as its task's log keeps it: without the ``[task N]``
+    the worker put in front of it."""
+    return tasklog.line_of(record, "[task %d] " % task_id)
 
 
 # -- the worker process ---------------------------------------------------------

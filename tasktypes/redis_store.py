@@ -21,6 +21,17 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     or a finishing body never overwrites ``cancelled`` or ``failed``. It
     expires ``result_ttl`` after the task ends; before that the heartbeat
     renews it.
+``tasktypes:task:<id>:log``
+    the task's log (``tasklog``): a list of its newest ``MAX_LINES`` lines,
+    each the JSON array ``[seq, time, level, message]``, numbered by the
+    hash's ``logseq``; it expires with the task's hash (the end, the
+    heartbeat and each append set its TTL to the hash's).
+``tasktypes:index`` and ``tasktypes:index:<method>``
+    the operator's task list: sorted sets of task ids scored by submit
+    time, all tasks and those of one method, trimmed to the newest
+    ``MAX_INDEXED`` at each submit. They expire like an unfinished task
+    (each submit and heartbeat renew them); an entry whose task has expired
+    is dropped when a listing meets it.
 ``tasktypes:server:<server id>``
     the heartbeat of one server process, renewed every
     ``HEARTBEAT_INTERVAL`` and expiring after ``HEARTBEAT_TTL``. A reader that
@@ -66,6 +77,8 @@ When Redis is unreachable
 """
 
 import functools
+import json
+import math
 import logging
 import os
 import socket
@@ -77,11 +90,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .decorator import TASK_TYPES
 from .documents import decode_result
 from .errors import StoreUnavailable, TaskNotFound, TaskStopped
 from .model import TaskState, TaskStatus, new_task_id
-from .store import (DEFAULT_RESULT_TTL, DEFAULT_WORKERS, QUEUE_PER_WORKER, Store,
-                    clamp_progress)
+from .tasklog import MAX_LINES, READ_LIMIT, LogLine
+from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS,
+                    QUEUE_PER_WORKER, Store, arguments_text, clamp_progress)
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +126,7 @@ local function end_task(allowed, status, fields)
   end
   redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1] .. ':log', ARGV[3])
   redis.call('PUBLISH', ARGV[1], ARGV[2])
   return 1
 end
@@ -143,8 +159,9 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'starttime', ARGV[1], 'alive', 
 return 1
 """
 
-# KEYS: tasks of this server. ARGV: now, ttl ms. Keeps each unfinished task
-# alive (never recreating one that is gone) and returns the statuses.
+# KEYS: tasks of this server. ARGV: now, ttl ms, task list index. Keeps each
+# unfinished task alive, with its log and the task list's indexes (never
+# recreating one that is gone) and returns the statuses.
 _BEAT = """
 local statuses = {}
 for i, key in ipairs(KEYS) do
@@ -152,6 +169,9 @@ for i, key in ipairs(KEYS) do
   if status == 'queued' or status == 'running' then
     redis.call('HSET', key, 'alive', ARGV[1])
     redis.call('PEXPIRE', key, ARGV[2])
+    redis.call('PEXPIRE', key .. ':log', ARGV[2])
+    redis.call('PEXPIRE', ARGV[3], ARGV[2])
+    redis.call('PEXPIRE', ARGV[3] .. ':' .. redis.call('HGET', key, 'method'), ARGV[2])
   end
   statuses[i] = status
 end
@@ -164,6 +184,35 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[1])
 if ARGV[2] then redis.call('HSET', KEYS[1], 'message', ARGV[2]) end
 return 1
+"""
+
+# KEYS: task, its log. ARGV: lines kept, then time, level, message of each
+# new line. Numbers the lines in the task's hash (``logseq``); the log
+# expires with the task. Nothing is written for a task that is gone.
+_APPEND_LOG = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = (#ARGV - 1) / 3
+local seq = redis.call('HINCRBY', KEYS[1], 'logseq', n) - n
+for i = 0, n - 1 do
+  seq = seq + 1
+  redis.call('RPUSH', KEYS[2], cjson.encode({seq, ARGV[2 + 3 * i], ARGV[3 + 3 * i],
+                                             ARGV[4 + 3 * i]}))
+end
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[1]), -1)
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return seq
+"""
+
+# KEYS: task, its log. ARGV: after, limit. The task's method (false if it is
+# gone) and its lines numbered above ``after``: the list holds the newest
+# lines, numbered up to ``logseq`` without gaps, so they are found by index.
+_READ_LOG = """
+local method, last = unpack(redis.call('HMGET', KEYS[1], 'method', 'logseq'))
+if not method then return {false, {}} end
+local first = (tonumber(last) or 0) - redis.call('LLEN', KEYS[2]) + 1
+local start = math.max(0, tonumber(ARGV[1]) - first + 1)
+return {method, redis.call('LRANGE', KEYS[2], start, start + tonumber(ARGV[2]) - 1)}
 """
 
 # KEYS: slots. ARGV: limit, task id, lease ms. Redis's clock, so that hosts
@@ -245,6 +294,8 @@ class RedisStore(Store):
         self.server_id = "%s:%d:%s" % (socket.gethostname(), os.getpid(),
                                        uuid.uuid4().hex[:8])
         self._task_key = prefix + "task:%d"
+        self._log_key = self._task_key + ":log"  # the Lua scripts add ":log" too
+        self._index_key = prefix + "index"  # ":<method>" for one method's
         self._server_prefix = prefix + "server:"
         self._server_key = self._server_prefix + self.server_id
         self._slots_key = prefix + "slots:%s"
@@ -261,6 +312,8 @@ class RedisStore(Store):
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._renew = self.redis.register_script(_RENEW)
         self._beat = self.redis.register_script(_BEAT)
+        self._append_log = self.redis.register_script(_APPEND_LOG)
+        self._read_log = self.redis.register_script(_READ_LOG)
 
         self._waiters = {}  # task id -> set of Events, woken by the listener
         self._waiters_lock = threading.Lock()
@@ -281,11 +334,17 @@ class RedisStore(Store):
             # The heartbeat goes first: a reader must never see a task whose
             # server looks dead only because the first beat has not come yet.
             pipe.set(self._server_key, "1", px=self._heartbeat_ms)
+            now = time.time()
             pipe.hset(key, mapping={
                 "method": task_type.name, "key": task_type.key, "status": "queued",
                 "progress": 0.0, "message": "", "starttime": 0.0, "endtime": 0.0,
-                "timed_out": 0, "server": self.server_id})
+                "timed_out": 0, "server": self.server_id, "submitted": repr(now),
+                "arguments": arguments_text(task_type, args)})
             pipe.pexpire(key, self._unfinished_ms)
+            for index in (self._index_key, "%s:%s" % (self._index_key, task_type.name)):
+                pipe.zadd(index, {task_id: now})
+                pipe.zremrangebyrank(index, 0, -self.max_indexed - 1)
+                pipe.pexpire(index, self._unfinished_ms)
             pipe.execute()
         try:
             self.runner.enqueue(task_type, task_id, args)
@@ -323,6 +382,92 @@ class RedisStore(Store):
                              status="cancelled", message="cancelled")
             state = self.read(task_type, task_id)
         return state
+
+    @unavailable
+    def log(self, task_type, task_id, after):
+        method, entries = self._read_log(
+            keys=[self._task_key % task_id, self._log_key % task_id],
+            args=[after, READ_LIMIT])
+        if not method or (task_type is not None and method != task_type.name):
+            raise TaskNotFound("no task %s of %s" % (task_id, task_type.name
+                                                     if task_type else "any method"))
+        lines = []
+        for entry in entries:
+            seq, created, level, message = json.loads(entry)
+            lines.append(LogLine(seq, float(created), level, message))
+        return lines
+
+    @unavailable
+    def list_tasks(self, method=None, status=None, cursor=None, limit=50):
+        index = self._index_key if method is None else "%s:%s" % (self._index_key, method)
+        top, seen = "+inf", None  # read below ``top``; at ``top``, only ids before ``seen``
+        if cursor is not None:
+            top, seen = _parse_cursor(cursor)
+        found, gone, scanned, last = [], [], 0, None
+        while len(found) < limit and scanned < self.max_scanned:
+            want = min(self.max_scanned - scanned, max(limit - len(found), 20))
+            batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0,
+                                                num=want + 16, withscores=True)
+            unread = [(m, score) for m, score in batch
+                      if seen is None or repr(score) != top or m < seen]
+            fresh = unread[:want]
+            if not fresh:
+                last = None
+                break
+            with self.redis.pipeline(transaction=False) as pipe:
+                for member, _ in fresh:
+                    pipe.hmget(self._task_key % int(member), _LISTED)
+                records = pipe.execute()
+            for (member, score), values in zip(fresh, records):
+                scanned += 1
+                last = (score, member)
+                if values[0] is None:
+                    gone.append(member)
+                    continue
+                state = _listed_state(int(member), values)
+                if status in (None, state.status.value):
+                    found.append(state)
+                    if len(found) == limit:
+                        break
+            top, seen = repr(last[0]), last[1]
+            if len(batch) < want + 16 and len(unread) == len(fresh) \
+                    and last == fresh[-1]:
+                last = None  # the index has nothing more
+                break
+        if gone:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for key in {index, self._index_key}:
+                    pipe.zrem(key, *gone)
+                pipe.execute()
+        return found, (None if last is None else "%r:%s" % last)
+
+    @unavailable
+    def count_statuses(self, method=None):
+        index = self._index_key if method is None else "%s:%s" % (self._index_key, method)
+        members = self.redis.zrevrange(index, 0, COUNT_WINDOW - 1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hget(self._task_key % int(member), "status")
+            statuses = pipe.execute()
+        counts = {}
+        for status in statuses:
+            if status is not None:
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    @unavailable
+    def describe(self, task_id):
+        values = self.redis.hmget(self._task_key % task_id,
+                                  _LISTED + ("key", "timed_out", "arguments", "result"))
+        if values[0] is None:
+            return None
+        state = _listed_state(task_id, values)
+        key, timed_out, state.arguments, doc = values[len(_LISTED):]
+        state.timed_out = timed_out == "1"
+        task_type = TASK_TYPES.get(key)
+        if state.status is TaskStatus.DONE and task_type is not None and doc is not None:
+            state.result = decode_result(task_type.returns, doc)
+        return state, task_type
 
     def wait(self, task_type, task_id, timeout):
         """Wakes through the ``ended`` channel the moment the task ends on any
@@ -386,6 +531,15 @@ class RedisStore(Store):
         self._transition(task_type, task_id, " queued running ", release, **fields)
 
     @unavailable
+    def append_log(self, task_id, lines):
+        """Keep ``(time, level, message)`` lines of a task's log."""
+        args = [MAX_LINES]
+        for created, level, message in lines:
+            args += [repr(created), level, message]
+        self._append_log(keys=[self._task_key % task_id, self._log_key % task_id],
+                         args=args)
+
+    @unavailable
     def acquire_slot(self, task_type, task_id):
         """Take one of the method's ``_max_running`` slots, deployment-wide."""
         return bool(self._acquire(keys=[self._slots_key % task_type.key],
@@ -409,7 +563,8 @@ class RedisStore(Store):
             pipe.set(self._server_key, "1", px=self._heartbeat_ms)
             if task_ids:
                 self._beat(keys=[self._task_key % i for i in task_ids],
-                           args=[time.time(), self._unfinished_ms], client=pipe)
+                           args=[time.time(), self._unfinished_ms, self._index_key],
+                           client=pipe)
             for key, ids in leases.items():
                 self._renew(keys=[self._slots_key % key],
                             args=[self._heartbeat_ms] + list(ids), client=pipe)
@@ -480,6 +635,29 @@ class RedisStore(Store):
             for event in self._waiters.get(task_id, ()):
                 event.set()
         self.runner.ended(task_id)
+
+
+#: The fields a task list shows, in the order ``_listed_state`` reads them.
+_LISTED = ("method", "status", "progress", "message", "starttime", "endtime",
+           "submitted")
+
+
+def _listed_state(task_id, values):
+    method, status, progress, message, starttime, endtime, submitted = values[:7]
+    return TaskState(task_id, method, TaskStatus(status), float(progress or 0),
+                     message or "", float(starttime or 0), float(endtime or 0),
+                     submitted=float(submitted or 0))
+
+
+def _parse_cursor(cursor):
+    """``"<score>:<task id>"`` -> the score (as Redis reads it) and the id."""
+    score, _, member = str(cursor).partition(":")
+    try:
+        if not member.isdigit() or len(member) > 19 or not math.isfinite(float(score)):
+            raise ValueError
+        return repr(float(score)), member
+    except ValueError:
+        raise ValueError("bad cursor %.40r" % (cursor,)) from None
 
 
 class ProgressWriter:

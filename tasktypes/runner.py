@@ -18,6 +18,7 @@ import threading
 from .documents import fit_result
 from .errors import Busy, TaskStopped
 from .store import error_text
+from .tasklog import capturing
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,15 @@ class ThreadRunner:
             timer.daemon = True
             timer.start()
         try:
+            with capturing(lambda line: store.append_log(task_id, line)):
+                self._run_body(task_type, task_id, args)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _run_body(self, task_type, task_id, args):
+        store = self.store
+        try:
             result = run_body(task_type, task_id, args,
                               lambda fraction, message=None:
                               store.update_progress(task_id, fraction, message))
@@ -138,6 +148,3 @@ class ThreadRunner:
                 store.fail(task_id, "the result cannot be stored: %s" % error_text(exc))
             else:
                 store.finish(task_id, result)
-        finally:
-            if timer is not None:
-                timer.cancel()

@@ -15,7 +15,9 @@ signatures are each store's own.
     store.read(task_type, state.task_id).progress
 """
 
+import bisect
 import collections
+import json
 import logging
 import math
 import threading
@@ -24,6 +26,7 @@ import time
 from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
                      TaskNotFound, TaskStopped, TaskTimedOut)
 from .model import TaskState, TaskStatus, new_task_id
+from .tasklog import TaskLog, cut
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,16 @@ DEFAULT_RESULT_TTL = 3600
 DEFAULT_WORKERS = 8
 #: Tasks that may wait as ``queued`` per worker before submissions get Busy.
 QUEUE_PER_WORKER = 128
+
+# The operator's task list (tasktypes.tasklist): each store indexes the
+# newest MAX_INDEXED submissions, and one listing call reads at most
+# MAX_SCANNED entries of that index, whatever the number of stored tasks.
+MAX_INDEXED = 10_000
+MAX_SCANNED = 1_000
+#: Submissions over which the task list counts tasks per status.
+COUNT_WINDOW = 500
+#: Characters of a task's arguments kept for the operator (cut beyond).
+MAX_ARGUMENT_CHARS = 2000
 
 
 def clamp_progress(fraction):
@@ -46,6 +59,27 @@ def clamp_progress(fraction):
     if math.isnan(fraction):
         raise ValueError("update_progress got NaN")
     return min(1.0, max(0.0, fraction))
+
+
+def arguments_text(task_type, args):
+    """A task's arguments as the operator sees them: JSON of name -> value,
+    cut to ``MAX_ARGUMENT_CHARS``. Made once, at submit; never parsed back."""
+    names = list(task_type.arg_names or ())
+    names += ["arg%d" % i for i in range(len(names), len(args))]
+    try:
+        text = json.dumps(dict(zip(names, args)), default=_plain, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        text = "(arguments not shown: %s)" % exc
+    return cut(text, MAX_ARGUMENT_CHARS)
+
+
+def _plain(value):
+    as_dict = getattr(value, "as_dict", None)  # a spyne ComplexModel
+    if callable(as_dict):
+        return as_dict()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
 
 
 def error_text(exc):
@@ -64,6 +98,9 @@ class Store:
     """
 
     shared = False  # Can other server processes see this store's tasks?
+    # Bounds of the task list's index and of one listing call (tests lower them).
+    max_indexed = MAX_INDEXED
+    max_scanned = MAX_SCANNED
 
     def submit(self, task_type, args):
         """Create a task of ``task_type`` with positional ``args`` and queue it
@@ -86,6 +123,35 @@ class Store:
         """The state once the task has finished, or after ``timeout`` seconds,
         whichever comes first. Waiters are woken when the task ends (a
         condition, Redis pub/sub), not by polling its state."""
+        raise NotImplementedError
+
+    def log(self, task_type, task_id, after):
+        """The task's log lines (``tasklog.LogLine``) with ``seq`` greater
+        than ``after``, oldest first, at most ``tasklog.READ_LIMIT``.
+        ``task_type`` None (the operator's view) accepts a task of any
+        method."""
+        raise NotImplementedError
+
+    # operator side: the task list (tasktypes.tasklist)
+
+    def list_tasks(self, method=None, status=None, cursor=None, limit=50):
+        """The newest tasks first, of ``method`` and in ``status`` if given:
+        ``(states, next_cursor)``; ``next_cursor`` is None at the end. Reads
+        at most ``MAX_SCANNED`` index entries, so a page may hold fewer than
+        ``limit`` tasks and still have a next one. A cursor is an opaque
+        string from an earlier call; a malformed one raises ``ValueError``."""
+        raise NotImplementedError
+
+    def count_statuses(self, method=None):
+        """``{status: count}`` over the newest ``COUNT_WINDOW`` tasks (of
+        ``method`` if given)."""
+        raise NotImplementedError
+
+    def describe(self, task_id):
+        """``(state, task_type)`` of any task: its ``TaskState`` with
+        ``submitted``, ``arguments`` and its result if it is done, and its
+        ``TaskType`` (None if this process does not know it, and then no
+        result); None if there is no such task."""
         raise NotImplementedError
 
     def result(self, task_type, task_id):
@@ -124,6 +190,11 @@ class ThreadStore(Store):
         self.result_ttl = result_ttl
         self.max_kept = max_kept
         self._tasks = {}
+        self._logs = {}  # task id -> TaskLog, once it has logged
+        self._types = {}  # task id -> TaskType, for the operator's view
+        # (submission number, task id), oldest first, for the task list
+        self._index = []
+        self._submissions = 0
         # Finished task ids in the order they ended: expiry pops from the left.
         self._finished = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -139,9 +210,14 @@ class ThreadStore(Store):
             task_id = new_task_id()
             while task_id in self._tasks:
                 task_id = new_task_id()
-            state = TaskState(task_id, task_type.name)
+            state = TaskState(task_id, task_type.name, submitted=time.time(),
+                              arguments=arguments_text(task_type, args))
             self.runner.enqueue(task_type, task_id, args)  # raises Busy
             self._tasks[task_id] = state
+            self._types[task_id] = task_type
+            self._submissions += 1
+            self._index.append((self._submissions, task_id))
+            del self._index[:-self.max_indexed]  # the newest only (a memmove)
             return self._copy(state)
 
     def read(self, task_type, task_id, with_result=False):
@@ -168,7 +244,59 @@ class ThreadStore(Store):
                 self._ended.wait(left)
             return self._copy(state)
 
+    def log(self, task_type, task_id, after):
+        with self._lock:
+            if task_type is not None:
+                self._get(task_type, task_id)
+            elif task_id not in self._tasks:
+                raise TaskNotFound("no task %s" % task_id)
+            task_log = self._logs.get(task_id)
+            return task_log.after(after) if task_log is not None else []
+
+    def list_tasks(self, method=None, status=None, cursor=None, limit=50):
+        before = None if cursor is None else _positive_int(cursor)
+        found = []
+        with self._lock:
+            self._expire(time.time())
+            index = self._index
+            end = len(index) if before is None else bisect.bisect_left(index, (before,))
+            i = end
+            while i > 0 and len(found) < limit and end - i < self.max_scanned:
+                i -= 1
+                state = self._tasks.get(index[i][1])
+                if state is not None and method in (None, state.method) \
+                        and status in (None, state.status.value):
+                    found.append(self._copy(state))
+            return found, (str(index[i][0]) if i > 0 else None)
+
+    def count_statuses(self, method=None):
+        with self._lock:
+            self._expire(time.time())
+            counts = collections.Counter()
+            for _, task_id in self._index[-COUNT_WINDOW:]:
+                state = self._tasks.get(task_id)
+                if state is not None and method in (None, state.method):
+                    counts[state.status.value] += 1
+            return dict(counts)
+
+    def describe(self, task_id):
+        with self._lock:
+            self._expire(time.time())
+            state = self._tasks.get(task_id)
+            if state is None:
+                return None
+            return self._copy(state, with_result=True), self._types.get(task_id)
+
     # task side
+
+    def append_log(self, task_id, line):
+        """Keep one ``(time, level, message)`` line of a task's log."""
+        with self._lock:
+            if task_id in self._tasks:
+                task_log = self._logs.get(task_id)
+                if task_log is None:
+                    task_log = self._logs[task_id] = TaskLog()
+                task_log.append(*line)
 
     def start(self, task_id):
         """Mark the task running; False if it was cancelled while queued."""
@@ -236,11 +364,20 @@ class ThreadStore(Store):
                 break
             finished.popitem(last=False)
             self._tasks.pop(task_id, None)
+            self._logs.pop(task_id, None)
+            self._types.pop(task_id, None)
 
     @staticmethod
     def _copy(state, with_result=False):
         copy = TaskState(state.task_id, state.method, state.status, state.progress,
-                         state.message, state.starttime, state.endtime, state.timed_out)
+                         state.message, state.starttime, state.endtime, state.timed_out,
+                         submitted=state.submitted, arguments=state.arguments)
         if with_result:
             copy.result = state.result
         return copy
+
+
+def _positive_int(cursor):
+    if not (isinstance(cursor, str) and cursor.isdigit() and len(cursor) < 20):
+        raise ValueError("bad cursor %.40r" % (cursor,))
+    return int(cursor)

@@ -149,6 +149,19 @@ class FixtureService(ServiceBase):
             logger.info("record %d of %d", i + 1, count)
         return count
 
+    @task_rpc(Integer, Integer, Double, _returns=Integer)
+    def chatty(ctx, count, length, hold, update_progress):
+        """Logs ``count`` INFO lines of ``length`` characters (and one DEBUG
+        line that no task log keeps), then holds ``hold`` seconds."""
+        logger.debug("not kept")
+        for i in range(count):
+            logger.info("%d:%s", i + 1, "x" * length)
+        steps = max(1, int(hold * 20))
+        for _ in range(steps):
+            time.sleep(hold / steps)
+            update_progress(0.5)
+        return count
+
 
 def task_type(name):
     """The TaskType of the fixture method ``name``."""
