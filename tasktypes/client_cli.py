@@ -59,6 +59,9 @@ def main(args):
     except UsageError as e:
         _error(str(e))
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before a task was started, or while cancelling
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ClientError as e:
         _error(str(e))
         return next((code for cls, code in _EXIT_CODES if isinstance(e, cls)),

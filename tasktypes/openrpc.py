@@ -209,18 +209,17 @@ class _DocumentBuilder:
             if not primary:
                 continue
             descriptor = primary[0]
-            role = getattr(descriptor.function, "tasktypes_role", None)
+            role = _role_of(descriptor)
             group = role.task_type if role is not None else descriptor.name
             groups.setdefault(group, []).append(descriptor)
         ordered = []
         for members in groups.values():
-            members.sort(key=lambda d: getattr(d.function, "tasktypes_role", None) is None
-                         or d.function.tasktypes_role.role != "submit", reverse=False)
+            members.sort(key=lambda d: _role_of(d).role != "submit" if _role_of(d) else 0)
             ordered.extend(members)
         return ordered
 
     def method(self, descriptor):
-        role = getattr(descriptor.function, "tasktypes_role", None)
+        role = _role_of(descriptor)
         method = {"name": descriptor.name}
         doc = inspect.cleandoc(descriptor.doc or "")
         if doc:
@@ -407,6 +406,11 @@ class _DocumentBuilder:
             schema["minItems"] = max(list(properties).index(k) for k in required) + 1
         self.schemas[name] = schema
         return name
+
+
+def _role_of(descriptor):
+    """The ``decorator.TaskRole`` of a published function, or None."""
+    return getattr(descriptor.function, "tasktypes_role", None)
 
 
 def _nullable(schema):

@@ -47,6 +47,12 @@ def url(request):
     proc.stop()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def console_script():
+    assert os.path.exists(SCRIPT), (
+        "no tasktypes console script beside %s: pip install -e '.[test]'" % sys.executable)
+
+
 def tasktypes(*args, timeout=60):
     """Run the command with its output piped: (exit status, stdout, stderr)."""
     done = subprocess.run([SCRIPT] + list(args), capture_output=True, text=True,
