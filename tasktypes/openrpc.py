@@ -102,6 +102,9 @@ _TASK_ID_ERRORS = [errors.TaskNotFound, errors.StoreUnavailable]
 _TIME = r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?"
 _OFFSET = r"[+-]\d{2}:\d{2}"
 _DATE = r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+# A decimal written as a string, as Python's Decimal reads it (no NaN or
+# Infinity, which spyne's bounds refuse).
+_DECIMAL_PATTERN = r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$"
 _DATE_PATTERNS = {
     Date: "^%s(%s|Z)?$" % (_DATE, _OFFSET),
     DateTime: "^%s[T ]%s(Z|%s)?$" % (_DATE, _TIME, _OFFSET),
@@ -328,6 +331,7 @@ class _DocumentBuilder:
         if issubclass(cls, Decimal):  # the protocol takes numbers and numeric strings
             schema = self._number_schema("number", cls, attrs)
             schema["type"] = ["number", "string"]
+            schema["pattern"] = _DECIMAL_PATTERN  # bounds apply to numbers only
             return schema
         for date_cls in (Date, DateTime, Time):  # Date before its base DateTime
             if issubclass(cls, date_cls):
