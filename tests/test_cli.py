@@ -101,11 +101,15 @@ def test_run_piped_writes_plain_lines_and_json(server):
     assert len(lines) == len(set(lines))
 
 
-def test_a_failing_task_and_a_time_limit(url):
-    """Guards exit statuses 1 (the task failed) and 4 (its time limit)."""
-    status, out, err = tasktypes("run", url, "failingTask", "boom", "0.1")
+def test_a_failing_task(server):
+    """Guards exit status 1 and the task's error, with each store."""
+    status, out, err = tasktypes("run", server, "failingTask", "boom", "0.1")
     assert (status, out) == (EXIT_TASK_FAILED, "")
     assert re.search(r"error: failingTask task \d+ failed: ValueError: boom", err)
+
+
+def test_a_time_limit(url):
+    """Guards exit status 4 for a task past its time limit."""
     status, out, err = tasktypes("run", url, "slowTask", "5")
     assert status == EXIT_TIMED_OUT
     assert "time limit of 3 s exceeded" in err
@@ -155,9 +159,10 @@ def test_ctrl_c_answered_no_leaves_the_task_running(url):
     assert status == EXIT_CANCELLED
 
 
-def test_ctrl_c_with_cancel_on_interrupt(url):
-    """Guards --cancel-on-interrupt: no question, cancelled at once (exit 3)."""
-    child = in_terminal("run", "--cancel-on-interrupt", url, "countdown", "600", "0.05")
+def test_ctrl_c_with_cancel_on_interrupt(server):
+    """Guards --cancel-on-interrupt: no question, cancelled at once (exit 3),
+    with each store."""
+    child = in_terminal("run", "--cancel-on-interrupt", server, "countdown", "600", "0.05")
     child.expect("running")
     child.sendintr()
     child.expect(pexpect.EOF)
