@@ -271,6 +271,10 @@ def follow(task, args):
     except KeyboardInterrupt:
         display.stop()
         return _interrupted(task, args)
+    except WaitTimeout as e:
+        display.stop()
+        _error("%s; it goes on: %s" % (e, _follow_hint(task, args)))
+        return EXIT_NOT_FINISHED
     finally:
         display.stop()
     if final.status == "done":
@@ -298,9 +302,13 @@ def _interrupted(task, args):
         print("%s task %s %s" % (task.method, task.task_id, progress.status),
               file=sys.stderr)
         return EXIT_CANCELLED if progress.status == "cancelled" else EXIT_INTERRUPTED
-    print("%s task %s goes on; follow it with: tasktypes wait %s %s %s" % (
-        task.method, task.task_id, args.url, task.method, task.task_id), file=sys.stderr)
+    print("%s task %s goes on; %s" % (task.method, task.task_id, _follow_hint(task, args)),
+          file=sys.stderr)
     return EXIT_INTERRUPTED
+
+
+def _follow_hint(task, args):
+    return "follow it with: tasktypes wait %s %s %s" % (args.url, task.method, task.task_id)
 
 
 # -- the subcommands --------------------------------------------------------
