@@ -3,7 +3,7 @@ cancel, wait (``tasktypes.cli`` defines their arguments).
 
     $ tasktypes run http://127.0.0.1:8000 countdown 10 0.5
     countdown task 4503599627370497 started
-    ⠧ countdown ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 100% 0:00:05 done 10 / 10
+      countdown ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 100% 0:00:05 done 10 / 10
     10
 
 Arguments are read by the method's declared types, from the service's OpenRPC
@@ -28,8 +28,9 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
 
-from .client import (BadResponse, ClientError, RpcError, ServerUnreachable, TaskCancelled,
-                     TaskClient, TaskFailed, TaskNotFinished, TaskTimedOut, WaitTimeout)
+from .client import (BadResponse, ClientError, MethodNotFound, RpcError, ServerUnreachable,
+                     TaskCancelled, TaskClient, TaskFailed, TaskNotFinished, TaskTimedOut,
+                     WaitTimeout)
 
 EXIT_OK = 0
 EXIT_TASK_FAILED = 1
@@ -90,7 +91,11 @@ class Catalog:
 
     @classmethod
     def of(cls, client):
-        return cls(client.discover(), client.url)
+        try:
+            return cls(client.discover(), client.url)
+        except MethodNotFound:
+            raise BadResponse("%s does not answer rpc.discover: not a tasktypes service, "
+                              "or one older than its OpenRPC document" % client.url) from None
 
     def method(self, name):
         found = self.methods.get(name)
