@@ -26,6 +26,8 @@ from tasktypes import ThreadStore, make_application, task_rpc
 from tasktypes.devserver import BackgroundServer
 from tasktypes.errors import CODES, OTHER_FAULT_CODE
 
+from conftest import ServiceProcess
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.environ.get("TASKTYPES_OPENRPC_TOOLS", "/opt/tasktypes-openrpc")
 ROLES = {"submit", "progress", "result", "cancel", "wait", "log"}
@@ -196,9 +198,8 @@ def probe_url():
 
 
 @pytest.fixture(scope="module")
-def shipped(request):
+def shipped():
     """The shipped service, ``python wsgi.py`` as users run it."""
-    from conftest import ServiceProcess
     proc = ServiceProcess()
     yield proc.url
     proc.stop()
