@@ -253,6 +253,9 @@ def test_document_is_valid_openrpc_and_the_same_from_both_places(shipped):
     assert batch[0]["result"] == document and batch[1]["result"] == "x"
     assert batch[2]["error"]["code"] == -32602
     assert requests.post(shipped + "/openrpc.json", timeout=30).status_code == 405
+    head = requests.head(shipped + "/openrpc.json", timeout=30)
+    assert head.status_code == 200 and head.content == b""
+    assert served.headers["Access-Control-Allow-Origin"] == "*"  # browser tools
 
 
 def test_methods_task_types_and_errors(shipped):
