@@ -342,3 +342,28 @@ def test_a_third_party_openrpc_tool_validates_and_dereferences_the_document(ship
     assert report["methods"] == 26
     assert report["calls"] == {"countdown [3,0.5]": True, 'countdown ["3",0.5]': False,
                                "countdown_wait [1,-1]": False, "echo [null]": True}
+
+
+def test_results_match_their_result_schemas(shipped):
+    """Guards the result schemas: real replies of a submit, each control,
+    a ComplexModel result and a plain method validate against them."""
+    document = requests.get(shipped + "/openrpc.json", timeout=30).json()
+    methods = {m["name"]: m for m in document["methods"]}
+
+    def call(method, *params):
+        reply = requests.post(shipped + "/jsonrpc", timeout=60, json={
+            "jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}).json()
+        result = reply["result"]
+        validator(document, methods[method]["result"]["schema"]).validate(result)
+        return result
+
+    task_id = call("cloneInstance", "vm-1", "copy")["task_id"]
+    call("cloneInstance_progress", task_id)
+    assert call("cloneInstance_wait", task_id, 20)["status"] == "done"
+    assert call("cloneInstance_result", task_id)["name"] == "copy"
+    call("cloneInstance_cancel", task_id)
+    call("echo", "x")
+    call("echo", None)
+    with pytest.raises(jsonschema.ValidationError):  # the check can fail
+        validator(document, methods["cloneInstance_result"]["result"]["schema"]).validate(
+            {"instance_id": 5})
