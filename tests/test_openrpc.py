@@ -179,8 +179,9 @@ def compare_with_server(url, document):
         replies = requests.post(url + "/jsonrpc", json=batch, timeout=60).json()
         by_id = {r["id"]: r for r in replies}
         role = method.get("x-tasktypes", {})
-        started = [r["result"]["task_id"] for r in replies if "result" in r]
-        if role.get("role") == "submit" and started:  # stop what valid cases started
+        started = [r["result"]["task_id"] for r in replies if "result" in r] \
+            if role.get("role") == "submit" else []
+        if started:  # stop the tasks that the valid cases started
             requests.post(url + "/jsonrpc", timeout=60, json=[
                 {"jsonrpc": "2.0", "method": role["task_type"] + "_cancel",
                  "params": [task_id], "id": task_id} for task_id in started])
