@@ -17,12 +17,14 @@ wrong arguments); 3 the task was cancelled; 4 it ran past its time limit; 5
 the server answered with another error (unknown task id, busy, store
 unavailable...); 6 the server could not be reached or did not answer
 JSON-RPC; 7 the task had not finished (``--timeout``, or ``result`` too
-early); 130 interrupted with Ctrl-C, the task left running.
+early); 130 interrupted with Ctrl-C, the task left running; 141 the output
+pipe was closed (``| head``).
 """
 
 import difflib
 import json
 import math
+import os
 import sys
 
 from rich.console import Console
@@ -41,6 +43,7 @@ EXIT_SERVER_ERROR = 5
 EXIT_UNREACHABLE = 6
 EXIT_NOT_FINISHED = 7
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command killed by it
 
 _EXIT_CODES = [(TaskFailed, EXIT_TASK_FAILED), (TaskCancelled, EXIT_CANCELLED),
                (TaskTimedOut, EXIT_TIMED_OUT), (TaskNotFinished, EXIT_NOT_FINISHED),
@@ -63,6 +66,9 @@ def main(args):
     except KeyboardInterrupt:  # before a task was started, or while cancelling
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tasktypes methods URL | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ClientError as e:
         _error(str(e))
         return next((code for cls, code in _EXIT_CODES if isinstance(e, cls)),
