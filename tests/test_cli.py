@@ -73,7 +73,7 @@ def started_id(text):
 def test_run_in_a_terminal_draws_a_progress_bar(server):
     """Guards the live bar (bar, percentage, status, message), its final
     line and the result, with exit status 0, with each store."""
-    child = in_terminal("run", server, "countdown", "5", "0.2")
+    child = in_terminal("run", server, "countdown", "10", "0.2")
     child.expect(pexpect.EOF)
     child.close()
     screen = child.before
@@ -81,10 +81,10 @@ def test_run_in_a_terminal_draws_a_progress_bar(server):
     assert "\x1b[" in screen and "━" in screen  # drawn, in place
     plain = ANSI.sub("", screen)
     assert re.search(r"countdown task \d+ started", plain)
-    assert re.search(r"countdown [━╸╺]+ +[1-8]0% 0:00:0\d running [1-4] / 5", plain)
+    assert re.search(r"countdown [━╸╺]+ +[1-9]0% 0:00:0\d running [1-9] / 10", plain)
     final = [line.strip() for line in re.split(r"[\r\n]+", plain) if line.strip()]
-    assert re.fullmatch(r"countdown ━+ 100% 0:00:0\d done 5 / 5", final[-2])
-    assert final[-1] == "5"
+    assert re.fullmatch(r"countdown ━+ 100% 0:00:0\d done 10 / 10", final[-2])
+    assert final[-1] == "10"
 
 
 def test_run_piped_writes_plain_lines_and_json(server):
