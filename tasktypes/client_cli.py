@@ -3,7 +3,7 @@ cancel, wait (``tasktypes.cli`` defines their arguments).
 
     $ tasktypes run http://127.0.0.1:8000 countdown 10 0.5
     countdown task 4503599627370497 started
-    ⠧ countdown ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 100% 0:00:05 done 10 / 10
+      countdown ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 100% 0:00:05 done 10 / 10
     10
 
 Arguments are read by the method's declared types, from the service's OpenRPC
@@ -17,19 +17,22 @@ wrong arguments); 3 the task was cancelled; 4 it ran past its time limit; 5
 the server answered with another error (unknown task id, busy, store
 unavailable...); 6 the server could not be reached or did not answer
 JSON-RPC; 7 the task had not finished (``--timeout``, or ``result`` too
-early); 130 interrupted with Ctrl-C, the task left running.
+early); 130 interrupted with Ctrl-C, the task left running; 141 the output
+pipe was closed (``| head``).
 """
 
 import difflib
 import json
 import math
+import os
 import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
 
-from .client import (BadResponse, ClientError, RpcError, ServerUnreachable, TaskCancelled,
-                     TaskClient, TaskFailed, TaskNotFinished, TaskTimedOut, WaitTimeout)
+from .client import (BadResponse, ClientError, MethodNotFound, RpcError, ServerUnreachable,
+                     TaskCancelled, TaskClient, TaskFailed, TaskNotFinished, TaskTimedOut,
+                     WaitTimeout)
 
 EXIT_OK = 0
 EXIT_TASK_FAILED = 1
@@ -40,6 +43,7 @@ EXIT_SERVER_ERROR = 5
 EXIT_UNREACHABLE = 6
 EXIT_NOT_FINISHED = 7
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command killed by it
 
 _EXIT_CODES = [(TaskFailed, EXIT_TASK_FAILED), (TaskCancelled, EXIT_CANCELLED),
                (TaskTimedOut, EXIT_TIMED_OUT), (TaskNotFinished, EXIT_NOT_FINISHED),
@@ -59,6 +63,12 @@ def main(args):
     except UsageError as e:
         _error(str(e))
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before a task was started, or while cancelling
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tasktypes methods URL | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ClientError as e:
         _error(str(e))
         return next((code for cls, code in _EXIT_CODES if isinstance(e, cls)),
@@ -87,7 +97,11 @@ class Catalog:
 
     @classmethod
     def of(cls, client):
-        return cls(client.discover(), client.url)
+        try:
+            return cls(client.discover(), client.url)
+        except MethodNotFound:
+            raise BadResponse("%s does not answer rpc.discover: not a tasktypes service, "
+                              "or one older than its OpenRPC document" % client.url) from None
 
     def method(self, name):
         found = self.methods.get(name)
@@ -268,6 +282,10 @@ def follow(task, args):
     except KeyboardInterrupt:
         display.stop()
         return _interrupted(task, args)
+    except WaitTimeout as e:
+        display.stop()
+        _error("%s; it goes on: %s" % (e, _follow_hint(task, args)))
+        return EXIT_NOT_FINISHED
     finally:
         display.stop()
     if final.status == "done":
@@ -295,9 +313,13 @@ def _interrupted(task, args):
         print("%s task %s %s" % (task.method, task.task_id, progress.status),
               file=sys.stderr)
         return EXIT_CANCELLED if progress.status == "cancelled" else EXIT_INTERRUPTED
-    print("%s task %s goes on; follow it with: tasktypes wait %s %s %s" % (
-        task.method, task.task_id, args.url, task.method, task.task_id), file=sys.stderr)
+    print("%s task %s goes on; %s" % (task.method, task.task_id, _follow_hint(task, args)),
+          file=sys.stderr)
     return EXIT_INTERRUPTED
+
+
+def _follow_hint(task, args):
+    return "follow it with: tasktypes wait %s %s %s" % (args.url, task.method, task.task_id)
 
 
 # -- the subcommands --------------------------------------------------------

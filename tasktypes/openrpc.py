@@ -102,6 +102,9 @@ _TASK_ID_ERRORS = [errors.TaskNotFound, errors.StoreUnavailable]
 _TIME = r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?"
 _OFFSET = r"[+-]\d{2}:\d{2}"
 _DATE = r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+# A decimal written as a string, as Python's Decimal reads it (no NaN or
+# Infinity, which spyne's bounds refuse).
+_DECIMAL_PATTERN = r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$"
 _DATE_PATTERNS = {
     Date: "^%s(%s|Z)?$" % (_DATE, _OFFSET),
     DateTime: "^%s[T ]%s(Z|%s)?$" % (_DATE, _TIME, _OFFSET),
@@ -209,18 +212,17 @@ class _DocumentBuilder:
             if not primary:
                 continue
             descriptor = primary[0]
-            role = getattr(descriptor.function, "tasktypes_role", None)
+            role = _role_of(descriptor)
             group = role.task_type if role is not None else descriptor.name
             groups.setdefault(group, []).append(descriptor)
         ordered = []
         for members in groups.values():
-            members.sort(key=lambda d: getattr(d.function, "tasktypes_role", None) is None
-                         or d.function.tasktypes_role.role != "submit", reverse=False)
+            members.sort(key=lambda d: _role_of(d).role != "submit" if _role_of(d) else 0)
             ordered.extend(members)
         return ordered
 
     def method(self, descriptor):
-        role = getattr(descriptor.function, "tasktypes_role", None)
+        role = _role_of(descriptor)
         method = {"name": descriptor.name}
         doc = inspect.cleandoc(descriptor.doc or "")
         if doc:
@@ -329,6 +331,7 @@ class _DocumentBuilder:
         if issubclass(cls, Decimal):  # the protocol takes numbers and numeric strings
             schema = self._number_schema("number", cls, attrs)
             schema["type"] = ["number", "string"]
+            schema["pattern"] = _DECIMAL_PATTERN  # bounds apply to numbers only
             return schema
         for date_cls in (Date, DateTime, Time):  # Date before its base DateTime
             if issubclass(cls, date_cls):
@@ -407,6 +410,11 @@ class _DocumentBuilder:
             schema["minItems"] = max(list(properties).index(k) for k in required) + 1
         self.schemas[name] = schema
         return name
+
+
+def _role_of(descriptor):
+    """The ``decorator.TaskRole`` of a published function, or None."""
+    return getattr(descriptor.function, "tasktypes_role", None)
 
 
 def _nullable(schema):

@@ -47,6 +47,12 @@ def url(request):
     proc.stop()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def console_script():
+    assert os.path.exists(SCRIPT), (
+        "no tasktypes console script beside %s: pip install -e '.[test]'" % sys.executable)
+
+
 def tasktypes(*args, timeout=60):
     """Run the command with its output piped: (exit status, stdout, stderr)."""
     done = subprocess.run([SCRIPT] + list(args), capture_output=True, text=True,
@@ -67,7 +73,7 @@ def started_id(text):
 def test_run_in_a_terminal_draws_a_progress_bar(server):
     """Guards the live bar (bar, percentage, status, message), its final
     line and the result, with exit status 0, with each store."""
-    child = in_terminal("run", server, "countdown", "5", "0.2")
+    child = in_terminal("run", server, "countdown", "10", "0.2")
     child.expect(pexpect.EOF)
     child.close()
     screen = child.before
@@ -75,10 +81,10 @@ def test_run_in_a_terminal_draws_a_progress_bar(server):
     assert "\x1b[" in screen and "━" in screen  # drawn, in place
     plain = ANSI.sub("", screen)
     assert re.search(r"countdown task \d+ started", plain)
-    assert re.search(r"countdown [━╸╺]+ +[1-8]0% 0:00:0\d running [1-4] / 5", plain)
+    assert re.search(r"countdown [━╸╺]+ +[1-9]0% 0:00:0\d running [1-9] / 10", plain)
     final = [line.strip() for line in re.split(r"[\r\n]+", plain) if line.strip()]
-    assert re.fullmatch(r"countdown ━+ 100% 0:00:0\d done 5 / 5", final[-2])
-    assert final[-1] == "5"
+    assert re.fullmatch(r"countdown ━+ 100% 0:00:0\d done 10 / 10", final[-2])
+    assert final[-1] == "10"
 
 
 def test_run_piped_writes_plain_lines_and_json(server):
@@ -95,11 +101,15 @@ def test_run_piped_writes_plain_lines_and_json(server):
     assert len(lines) == len(set(lines))
 
 
-def test_a_failing_task_and_a_time_limit(url):
-    """Guards exit statuses 1 (the task failed) and 4 (its time limit)."""
-    status, out, err = tasktypes("run", url, "failingTask", "boom", "0.1")
+def test_a_failing_task(server):
+    """Guards exit status 1 and the task's error, with each store."""
+    status, out, err = tasktypes("run", server, "failingTask", "boom", "0.1")
     assert (status, out) == (EXIT_TASK_FAILED, "")
     assert re.search(r"error: failingTask task \d+ failed: ValueError: boom", err)
+
+
+def test_a_time_limit(url):
+    """Guards exit status 4 for a task past its time limit."""
     status, out, err = tasktypes("run", url, "slowTask", "5")
     assert status == EXIT_TIMED_OUT
     assert "time limit of 3 s exceeded" in err
@@ -142,16 +152,18 @@ def test_ctrl_c_answered_no_leaves_the_task_running(url):
     status, out, err = tasktypes("result", url, "countdown", task_id)
     assert status == EXIT_NOT_FINISHED and "is running" in err
     status, out, err = tasktypes("wait", url, "countdown", task_id, "--timeout", "0.5")
-    assert status == EXIT_NOT_FINISHED and "still running" in err
+    assert status == EXIT_NOT_FINISHED and "still running after 0.5 s; it goes on: " \
+        "follow it with: tasktypes wait %s countdown %s" % (url, task_id) in err
     status, out, err = tasktypes("cancel", url, "countdown", task_id)
     assert status == EXIT_OK and json.loads(out)["status"] == "cancelled"
     status, out, err = tasktypes("wait", url, "countdown", task_id)
     assert status == EXIT_CANCELLED
 
 
-def test_ctrl_c_with_cancel_on_interrupt(url):
-    """Guards --cancel-on-interrupt: no question, cancelled at once (exit 3)."""
-    child = in_terminal("run", "--cancel-on-interrupt", url, "countdown", "600", "0.05")
+def test_ctrl_c_with_cancel_on_interrupt(server):
+    """Guards --cancel-on-interrupt: no question, cancelled at once (exit 3),
+    with each store."""
+    child = in_terminal("run", "--cancel-on-interrupt", server, "countdown", "600", "0.05")
     child.expect("running")
     child.sendintr()
     child.expect(pexpect.EOF)

@@ -51,7 +51,7 @@ def client(server):
 def test_a_task_followed_to_its_result(client):
     """Guards start (positional and named), wait with a progress callback
     (polls) and without (m_wait), progress and result."""
-    task = client.start("countdown", 4, 0.1)
+    task = client.start("countdown", 4, 0.25)
     assert isinstance(task.task_id, int)
     seen = []
     final = task.wait(timeout=30, on_progress=seen.append)
