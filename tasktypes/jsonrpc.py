@@ -32,6 +32,7 @@ from spyne.protocol.json import JsonDocument
 from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
 from tasktypes.errors import jsonrpc_code
+from tasktypes.validation import expected_type
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,8 @@ def _describe(fault):
         shown = _encode_ascii(value)
     except (TypeError, ValueError, RecursionError):
         shown = repr(value)
-    kind = "array" if issubclass(cls, Array) else cls.get_type_name()
-    return "%s: %s is not a valid %s" % (where, _short(shown), kind)
+    kind = "array" if issubclass(cls, Array) else expected_type(cls)
+    return "%s: expected %s, got %s" % (where, kind, _short(shown, MAX_QUOTE // 2))
 
 
 def _fire(event_manager, event, ctx):

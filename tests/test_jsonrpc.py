@@ -368,7 +368,7 @@ def test_invalid_params(url, method, params):
 
 def test_invalid_params_message_says_where(url):
     error = error_of(url, "grow", [{"name": "box", "tags": ["a", 2]}])
-    assert error["message"] == "Invalid params: thing.tags[1]: 2 is not a valid string"
+    assert error["message"] == "Invalid params: thing.tags[1]: expected string, got 2"
     assert "unknown parameter 'bogus'" in error_of(url, "echo", {"bogus": 1})["message"]
     assert "missing required parameter 'name'" in error_of(url, "needs_name", [])["message"]
 
