@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def required(cls, **bounds):
     """``cls`` as a required argument: present, not nil, within ``bounds``
     (spyne's ``ge``, ``le``, ``max_len`` ...)."""
-    return cls(min_occurs=1, nillable=False, **bounds)
+    return cls.customize(min_occurs=1, nillable=False, **bounds)
 
 
 NAME = required(Unicode, max_len=200)  # ids, names and messages
@@ -48,7 +48,7 @@ class TaskService(ServiceBase):
         return text
 
     @task_rpc(required(Integer32, ge=0, le=10000), required(Double, ge=0, le=10),
-              _returns=Integer32, _time_limit=3600)
+              _returns=required(Integer32), _time_limit=3600)
     def countdown(ctx, steps, delay, update_progress):
         """``steps`` steps of ``delay`` seconds, reporting progress after each."""
         for i in range(steps):
@@ -56,13 +56,13 @@ class TaskService(ServiceBase):
             update_progress((i + 1) / steps, "%d / %d" % (i + 1, steps))
         return steps
 
-    @task_rpc(NAME, required(Double, ge=0, le=10), _returns=Integer32, _time_limit=60)
+    @task_rpc(NAME, required(Double, ge=0, le=10), _returns=required(Integer32), _time_limit=60)
     def failingTask(ctx, message, delay, update_progress):
         """Waits ``delay`` seconds, then fails with ``ValueError(message)``."""
         time.sleep(delay)
         raise ValueError(message)
 
-    @task_rpc(NAME, required(Integer32), _returns=Integer32, _time_limit=120)
+    @task_rpc(NAME, required(Integer32), _returns=required(Integer32), _time_limit=120)
     def taskExample(ctx, session_id, counter, **kw):
         """Ladon's example task, with Ladon's ``**kw`` style: 60 steps of 0.5 s."""
         logger.info("taskExample %s started for session %s", ctx.task_id, session_id)
@@ -71,7 +71,7 @@ class TaskService(ServiceBase):
             kw["update_progress"]((i + 1) / 60.0, "step %d of 60" % (i + 1))
         return counter
 
-    @task_rpc(NAME, NAME, _returns=InstanceInformation, _time_limit=60)
+    @task_rpc(NAME, NAME, _returns=required(InstanceInformation), _time_limit=60)
     def cloneInstance(ctx, instance_id, new_instance_name, update_progress):
         """A simulated clone of a virtual machine, in stages."""
         stages = ["snapshot", "copy disks", "register", "boot"]
@@ -84,7 +84,7 @@ class TaskService(ServiceBase):
             state="running",
             disk_images=["%s-disk%d.qcow2" % (new_instance_name, n) for n in (0, 1)])
 
-    @task_rpc(required(Double, ge=0, le=60), _returns=Integer32,
+    @task_rpc(required(Double, ge=0, le=60), _returns=required(Integer32),
               _time_limit=3, _max_running=2)
     def slowTask(ctx, seconds, update_progress):
         """Sleeps ``seconds`` in steps of 0.1 s; at most two run at once, and
