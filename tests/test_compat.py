@@ -134,7 +134,7 @@ def _copy_checkout(dest):
     # Build from a clean copy: an in-tree build writes build/ and *.egg-info
     # into the checkout, and a stale build/lib can ship deleted modules.
     skip = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
-                                  ".pytest_cache", ".venv*", "bench")
+                                  ".pytest_cache", ".venv*", "bench", "node_modules")
     shutil.copytree(CHECKOUT, dest, ignore=skip)
     return dest
 
