@@ -1,6 +1,9 @@
+"""The build commands that install tasktypes-compat.pth; the metadata is
+in pyproject.toml."""
+
 import os
 
-from setuptools import find_packages, setup
+from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.command.develop import develop
 
@@ -55,11 +58,11 @@ class build_py_with_pth(build_py):
 class develop_with_pth(develop):
     """Legacy ``setup.py develop``: write the .pth beside the egg link.
 
-    Older pip (the 23.0 of a 3.10 venv, say) runs it for ``pip install -e``
-    of a project without pyproject.toml when setuptools is installed. Newer
-    setuptools never calls this method: its develop runs pip's PEP 660
-    install, which build_py_with_pth covers. ``pip uninstall`` leaves this
-    .pth behind; it does nothing once tasktypes is gone.
+    pip (21.3 and newer, the 23.0 of a 3.10 venv included) installs this
+    project editable through PEP 660, which build_py_with_pth covers; this
+    is for ``python setup.py develop`` and older tools, on setuptools that
+    still has its own develop. ``pip uninstall`` leaves this .pth behind; it
+    does nothing once tasktypes is gone.
     """
 
     def install_for_development(self):
@@ -67,63 +70,5 @@ class develop_with_pth(develop):
         _write_pth(self, self.install_dir)
 
 
-# tasktypes.client and the `tasktypes` command line (pip install
-# "tasktypes[client]"); a server install does without them.
-CLIENT_REQUIRES = [
-    # requests: pooled keep-alive connections, timeouts per call and clear
-    # connection errors, which the client's retries and messages rely on.
-    "requests>=2.28",
-    # rich: the command line's live progress bar, sized to the terminal.
-    "rich>=13",
-]
-
-setup(
-    name="tasktypes",
-    version="0.1.0",
-    description="Long-running task-type methods for spyne SOAP and JSON-RPC services",
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    packages=find_packages(include=["tasktypes", "tasktypes.*", "service", "service.*"]),
-    # tasktypes.js and the pages, served by tasktypes.web
-    package_data={"tasktypes": ["static/*"]},
-    python_requires=">=3.10",
-    cmdclass={"build_py": build_py_with_pth, "develop": develop_with_pth},
-    install_requires=[
-        "spyne==2.14.0",
-        "lxml>=4.9",
-        "redis>=4.5",
-        # No multiprocessing-logging: it works only with the fork start
-        # method, and the Redis store's workers come from a forkserver
-        # (tasktypes/process_runner.py says why); logs travel by QueueHandler.
-        "cheroot>=10",
-        # spyne's SOAP imports cgi, removed from the standard library in 3.13.
-        'legacy-cgi>=2.6; python_version >= "3.13"',
-    ],
-    extras_require={
-        "client": CLIENT_REQUIRES,
-        "test": [
-            "pytest>=7",
-            "zeep>=4.2",
-            "requests>=2.28",
-            "jsonrpcclient>=4",
-            # Drives Debian's chromium through its chromedriver in the browser
-            # tests; unlike Playwright it needs no browser download of its own.
-            "selenium>=4.10",
-            # tests/test_openrpc.py: the OpenRPC document against the
-            # specification's meta-schema, and each param schema against
-            # what the server accepts.
-            "jsonschema>=4.18",
-            # tests/test_cli.py: the command line in a real pseudo-terminal.
-            "pexpect>=4.8",
-        ] + CLIENT_REQUIRES,
-    },
-    entry_points={"console_scripts": ["tasktypes = tasktypes.cli:main"]},
-    classifiers=[
-        "Programming Language :: Python :: 3",
-        "Programming Language :: Python :: 3.10",
-        "Programming Language :: Python :: 3.11",
-        "Programming Language :: Python :: 3.12",
-        "Programming Language :: Python :: 3.13",
-        "Topic :: Internet :: WWW/HTTP :: WSGI :: Application",
-    ],
-)
+# Everything else is in pyproject.toml.
+setup(cmdclass={"build_py": build_py_with_pth, "develop": develop_with_pth})

@@ -53,7 +53,7 @@ fi
 "$VENV/bin/python" -m pip install -q --no-cache-dir --upgrade pip
 "$VENV/bin/python" -m pip install -q --no-cache-dir mod_wsgi
 # The checkout's current code even when the version number has not changed,
-# then whatever its setup.py asks for.
+# then whatever its pyproject.toml asks for.
 "$VENV/bin/python" -m pip install -q --no-cache-dir --force-reinstall --no-deps "$CHECKOUT"
 "$VENV/bin/python" -m pip install -q --no-cache-dir "$CHECKOUT"
 chmod -R go+rX "$PREFIX"

@@ -1,14 +1,31 @@
 """The shipped service, written the way we want users to write theirs: plain
-spyne methods, and ``@task_rpc`` where the work takes long."""
+spyne methods, and ``@task_rpc`` where the work takes long.
+
+Also as we want users to write theirs: arguments are sized types (``Integer32``
+is ``xs:int``, which .NET and Java map to ``int``; spyne's ``Integer`` is the
+unbounded ``xs:integer``, a string or a ``BigInteger`` there), required ones
+say so (``min_occurs=1, nillable=False``: a missing one is a client fault at
+submit, not a task that fails later), numbers and strings are bounded, and
+every long method has a time limit.
+"""
 
 import logging
 import time
 
-from spyne import ComplexModel, Double, Integer, ServiceBase, Unicode, rpc
+from spyne import ComplexModel, Double, Integer32, ServiceBase, Unicode, rpc
 
 from tasktypes import task_rpc
 
 logger = logging.getLogger(__name__)
+
+
+def required(cls, **bounds):
+    """``cls`` as a required argument: present, not nil, within ``bounds``
+    (spyne's ``ge``, ``le``, ``max_len`` ...)."""
+    return cls.customize(min_occurs=1, nillable=False, **bounds)
+
+
+NAME = required(Unicode, max_len=200)  # ids, names and messages
 
 
 class InstanceInformation(ComplexModel):
@@ -30,8 +47,8 @@ class TaskService(ServiceBase):
         """Returns ``text``: the plain call tasks are measured against."""
         return text
 
-    @task_rpc(Integer(min_occurs=1, nillable=False), Double(min_occurs=1, nillable=False),
-              _returns=Integer)
+    @task_rpc(required(Integer32, ge=0, le=10000), required(Double, ge=0, le=10),
+              _returns=required(Integer32), _time_limit=3600)
     def countdown(ctx, steps, delay, update_progress):
         """``steps`` steps of ``delay`` seconds, reporting progress after each."""
         for i in range(steps):
@@ -39,13 +56,13 @@ class TaskService(ServiceBase):
             update_progress((i + 1) / steps, "%d / %d" % (i + 1, steps))
         return steps
 
-    @task_rpc(Unicode, Double(min_occurs=1, nillable=False), _returns=Integer)
+    @task_rpc(NAME, required(Double, ge=0, le=10), _returns=required(Integer32), _time_limit=60)
     def failingTask(ctx, message, delay, update_progress):
         """Waits ``delay`` seconds, then fails with ``ValueError(message)``."""
         time.sleep(delay)
         raise ValueError(message)
 
-    @task_rpc(Unicode, Integer, _returns=Integer)
+    @task_rpc(NAME, required(Integer32), _returns=required(Integer32), _time_limit=120)
     def taskExample(ctx, session_id, counter, **kw):
         """Ladon's example task, with Ladon's ``**kw`` style: 60 steps of 0.5 s."""
         logger.info("taskExample %s started for session %s", ctx.task_id, session_id)
@@ -56,7 +73,7 @@ class TaskService(ServiceBase):
                 logger.info("taskExample %s: %d of 60 steps done", ctx.task_id, i + 1)
         return counter
 
-    @task_rpc(Unicode, Unicode, _returns=InstanceInformation)
+    @task_rpc(NAME, NAME, _returns=required(InstanceInformation), _time_limit=60)
     def cloneInstance(ctx, instance_id, new_instance_name, update_progress):
         """A simulated clone of a virtual machine, in stages."""
         stages = ["snapshot", "copy disks", "register", "boot"]
@@ -69,7 +86,7 @@ class TaskService(ServiceBase):
             state="running",
             disk_images=["%s-disk%d.qcow2" % (new_instance_name, n) for n in (0, 1)])
 
-    @task_rpc(Double(min_occurs=1, nillable=False), _returns=Integer,
+    @task_rpc(required(Double, ge=0, le=60), _returns=required(Integer32),
               _time_limit=3, _max_running=2)
     def slowTask(ctx, seconds, update_progress):
         """Sleeps ``seconds`` in steps of 0.1 s; at most two run at once, and

@@ -6,7 +6,7 @@ a meta path importer that has only ``find_module``/``load_module``, and 3.12
 removed that fallback from the import system. Newer six releases add
 ``find_spec``/``create_module``/``exec_module``; :func:`install` gives spyne's
 copy the same three methods. (On 3.13 spyne also imports the removed ``cgi``
-module: that is the ``legacy-cgi`` dependency in ``setup.py``, not code here.)
+module: that is the ``legacy-cgi`` dependency in ``pyproject.toml``, not code here.)
 
 How it takes effect. The fix must be in place before a process first
 imports spyne, and users write ``from spyne import ...`` before ``from

@@ -32,6 +32,7 @@ from spyne.protocol.json import JsonDocument
 from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
 from tasktypes.errors import jsonrpc_code
+from tasktypes.validation import expected_type
 
 logger = logging.getLogger(__name__)
 
@@ -55,37 +56,47 @@ def _short(text, limit=MAX_QUOTE):
 
 
 class JsonRpcError(Fault):
-    """A protocol-level error: the request, not the method, is at fault."""
+    """A protocol-level error: the request, not the method, is at fault.
+
+    Its ``faultcode`` goes into the error's ``data``, as for every other
+    error, so that clients can tell errors apart by one field.
+    """
 
     code = INTERNAL_ERROR
+    default_faultcode = "Client.JsonRpc"
 
     def __init__(self, message):
-        super().__init__("Client.JsonRpc", _short(message))
+        super().__init__(self.default_faultcode, _short(message))
 
 
 class ParseError(JsonRpcError):
     code = PARSE_ERROR
+    default_faultcode = "Client.ParseError"
 
 
 class InvalidRequest(JsonRpcError):
     code = INVALID_REQUEST
+    default_faultcode = "Client.InvalidRequest"
 
 
 class MethodNotFound(JsonRpcError):
     code = METHOD_NOT_FOUND
+    default_faultcode = "Client.MethodNotFound"
 
 
 class InvalidParams(JsonRpcError):
     code = INVALID_PARAMS
+    default_faultcode = "Client.InvalidParams"
 
 
 class InternalError(JsonRpcError):
     """An unexpected exception; the client sees no traceback."""
 
     code = INTERNAL_ERROR
+    default_faultcode = "Server.InternalError"
 
     def __init__(self, message="Internal error"):
-        Fault.__init__(self, "Server", message)
+        super().__init__(message)
 
 
 def _describe(fault):
@@ -100,8 +111,8 @@ def _describe(fault):
         shown = _encode_ascii(value)
     except (TypeError, ValueError, RecursionError):
         shown = repr(value)
-    kind = "array" if issubclass(cls, Array) else cls.get_type_name()
-    return "%s: %s is not a valid %s" % (where, _short(shown), kind)
+    kind = "array" if issubclass(cls, Array) else expected_type(cls)
+    return "%s: expected %s, got %s" % (where, kind, _short(shown, MAX_QUOTE // 2))
 
 
 def _fire(event_manager, event, ctx):
@@ -226,13 +237,16 @@ class JsonRpc20(JsonDocument):
         method = doc.get("method")
         if type(method) is not str:
             raise InvalidRequest('Invalid Request: "method" must be a string')
-        params = doc.get("params")  # null is taken as absent, as many clients send it
-        if params is not None and type(params) not in (dict, list):
-            raise InvalidRequest('Invalid Request: "params" must be an array or an object')
         req_id = doc.get("id", _NO_ID)
         if req_id is not _NO_ID and req_id is not None and \
                 type(req_id) not in (str, int, float):
             raise InvalidRequest('Invalid Request: "id" must be a string, a number or null')
+        params = doc.get("params")  # null is taken as absent, as many clients send it
+        if params is not None and type(params) not in (dict, list):
+            # The id could be read, so the error answers it (null only where
+            # it could not be: the specification, section 5).
+            ctx.inprot_ctx.jsonrpc_id = None if req_id is _NO_ID else req_id
+            raise InvalidRequest('Invalid Request: "params" must be an array or an object')
         ctx.inprot_ctx.jsonrpc_id = req_id
         ctx.in_header_doc = None
         ctx.in_body_doc = params
@@ -325,7 +339,7 @@ class JsonRpc20(JsonDocument):
                 ctx.out_document = {"jsonrpc": "2.0", "result": result, "id": req_id}
         elif isinstance(error, (ParseError, InvalidRequest)):
             ctx.out_document = {"jsonrpc": "2.0", "error": self.error_object(error),
-                                "id": None}
+                                "id": None if req_id is _NO_ID else req_id}
         elif req_id is _NO_ID:
             ctx.out_document = None
         else:
@@ -342,7 +356,8 @@ class JsonRpc20(JsonDocument):
         if not isinstance(message, str):
             message = str(message)
         if isinstance(fault, JsonRpcError):
-            return {"code": fault.code, "message": message}
+            return {"code": fault.code, "message": message,
+                    "data": {"faultcode": fault.faultcode}}
         code = jsonrpc_code(fault)
         data = {}
         extra = getattr(fault, "data", None)

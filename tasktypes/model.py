@@ -87,11 +87,17 @@ class TaskState:
         return max(0.0, end - self.starttime)
 
 
+# Fields that are always there say so in the WSDL (minOccurs 1, not
+# nillable): .NET and Java clients then get long and double, not long? and
+# Long. The message may be empty.
+_ALWAYS = {"min_occurs": 1, "nillable": False}
+
+
 class TaskInfoResponse(ComplexModel):
     """What submitting a task returns: the id to poll with."""
 
     __namespace__ = NAMESPACE
-    _type_info = [("task_id", Integer64)]
+    _type_info = [("task_id", Integer64(**_ALWAYS))]
 
 
 class TaskProgressResponse(ComplexModel):
@@ -99,11 +105,11 @@ class TaskProgressResponse(ComplexModel):
 
     __namespace__ = NAMESPACE
     _type_info = [
-        ("task_id", Integer64),
-        ("progress", Double),
-        ("duration", Double),
-        ("starttime", Double),
-        ("status", Unicode),
+        ("task_id", Integer64(**_ALWAYS)),
+        ("progress", Double(**_ALWAYS)),
+        ("duration", Double(**_ALWAYS)),
+        ("starttime", Double(**_ALWAYS)),
+        ("status", Unicode(**_ALWAYS)),
         ("message", Unicode),
     ]
 

@@ -16,13 +16,16 @@ from spyne.protocol.xml import NIL_ATTR
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
+from .validation import DescribedValidation
+from .wsdl import tidy_wsdl
+
 SOAP_PATH = "/soap"
 
 # The WSDL is built once with this address, which each request replaces.
 _ADDRESS_PLACEHOLDER = "http://tasktypes.invalid/soap"
 
 
-class SafeSoap11(Soap11):
+class SafeSoap11(DescribedValidation, Soap11):
     """SOAP 1.1 that refuses what a SOAP message must not contain.
 
     SOAP 1.1 forbids a document type declaration in a message, so one is a
@@ -30,7 +33,8 @@ class SafeSoap11(Soap11):
     expanded (no XXE, no billion laughs). The check looks at the bytes with
     NULs removed, which catches UTF-16 and UTF-32 bodies too; after parsing,
     the tree's doctype is checked once more, and libxml2's own amplification
-    guard stays as the last line.
+    guard stays as the last line. A value that fails validation is a fault
+    that says which parameter, what type and what came (``DescribedValidation``).
     """
 
     def create_in_document(self, ctx, charset=None):
@@ -66,7 +70,7 @@ class SoapApplication(WsgiApplication):
         super().__init__(app)
         self.public_url = public_url and public_url.rstrip("/") + SOAP_PATH
         self.doc.wsdl11.build_interface_document(_ADDRESS_PLACEHOLDER)
-        self._wsdl = self.doc.wsdl11.get_interface_document()
+        self._wsdl = tidy_wsdl(self.doc.wsdl11.get_interface_document())
         self._wsdl_parts = self._wsdl.split(_ADDRESS_PLACEHOLDER.encode())
 
     def handle_wsdl_request(self, environ, start_response, url):

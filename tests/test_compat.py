@@ -133,7 +133,7 @@ def _copy_checkout(dest):
     # Build from a clean copy: an in-tree build writes build/ and *.egg-info
     # into the checkout, and a stale build/lib can ship deleted modules.
     skip = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
-                                  ".pytest_cache", ".venv*", "bench")
+                                  ".pytest_cache", ".venv*", "bench", "node_modules")
     shutil.copytree(CHECKOUT, dest, ignore=skip)
     return dest
 
@@ -154,6 +154,45 @@ def venv_python(request, tmp_path_factory):
         yield venv, root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _site_packages(python, cwd):
+    return Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                     cwd, 60).strip())
+
+
+@pytest.mark.slow
+def test_pth_and_no_service_package_in_a_regular_install(venv_python):
+    """Guards packaging: a regular ``pip install`` puts tasktypes-compat.pth
+    into site-packages, and no top-level ``service`` package (the shipped
+    services stay in the checkout, beside wsgi.py)."""
+    python, root = venv_python
+    site = _site_packages(python, root)
+    assert (site / "tasktypes-compat.pth").is_file()
+    assert (site / "tasktypes" / "compat.py").is_file()
+    assert not (site / "service").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["3.10", "3.12"])
+def test_pth_lands_in_an_editable_install(version, tmp_path):
+    """Guards the editable install (``pip install -e .``, the README's first
+    command) on the pip each Python's venv ships (23.0 on 3.10): the .pth is
+    in site-packages, spyne imports, and ``service`` is not importable from
+    elsewhere."""
+    python = find_python(version)
+    if python is None:
+        pytest.fail("no Python %s under %s" % (version, PYENV_ROOT / "versions"))
+    _run([python, "-m", "venv", str(tmp_path / "venv")], tmp_path, 120)
+    venv = str(tmp_path / "venv" / "bin" / "python")
+    source = _copy_checkout(tmp_path / "src")
+    _run([venv, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e",
+          str(source)], tmp_path, 600)
+    assert (_site_packages(venv, tmp_path) / "tasktypes-compat.pth").is_file()
+    out = _run([venv, "-c", "import sys, importlib.util, spyne, tasktypes; print("
+                "'_tasktypes_compat' in sys.modules, importlib.util.find_spec('service'))"],
+               tmp_path, 60)
+    assert out.split() == [str(version != "3.10"), "None"]
 
 
 def test_compat_is_a_no_op_where_not_needed():

@@ -177,7 +177,8 @@ def test_notification_errors_get_no_reply_either(url):
 
 def test_non_existent_method(url):
     assert post(url, {"jsonrpc": "2.0", "method": "foobar", "id": "1"}).json() == {
-        "jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found: foobar"},
+        "jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found: foobar",
+                                    "data": {"faultcode": "Client.MethodNotFound"}},
         "id": "1"}
 
 
@@ -186,12 +187,13 @@ def test_invalid_json(url):
     body = reply.json()
     assert body["error"]["code"] == -32700
     assert body["id"] is None and body["jsonrpc"] == "2.0"
-    assert "data" not in body["error"]
+    assert body["error"]["data"] == {"faultcode": "Client.ParseError"}
 
 
 def test_invalid_request_object(url):
     body = post(url, {"jsonrpc": "2.0", "method": 1, "params": "bar"}).json()
     assert body["error"]["code"] == -32600
+    assert body["error"]["data"] == {"faultcode": "Client.InvalidRequest"}
     assert body["id"] is None
 
 
@@ -260,8 +262,7 @@ def test_ids_are_echoed_exactly(url, req_id):
     {"jsonrpc": "1.0", "method": "echo", "params": ["x"], "id": 1},
     {"jsonrpc": 2.0, "method": "echo", "params": ["x"], "id": 1},
     {"jsonrpc": "2.0", "params": ["x"], "id": 1},                      # no method
-    {"jsonrpc": "2.0", "method": "echo", "params": "x", "id": 1},
-    {"jsonrpc": "2.0", "method": "echo", "params": 5, "id": 1},
+    {"jsonrpc": "2.0", "method": "echo", "params": "x"},              # and no id
     {"jsonrpc": "2.0", "method": "echo", "params": ["x"], "id": True},
     {"jsonrpc": "2.0", "method": "echo", "params": ["x"], "id": [1]},
     {"jsonrpc": "2.0", "method": "echo", "params": ["x"], "id": {"a": 1}},
@@ -270,7 +271,30 @@ def test_ids_are_echoed_exactly(url, req_id):
 def test_invalid_requests(url, req):
     body = post(url, req).json()
     assert body["error"]["code"] == -32600
+    assert body["error"]["data"] == {"faultcode": "Client.InvalidRequest"}
     assert body["id"] is None
+
+
+@pytest.mark.parametrize("params", ["x", 5, True])
+@pytest.mark.parametrize("req_id", [1, "abc", None])
+def test_invalid_params_member_answers_the_readable_id(url, params, req_id):
+    """Guards: "params" that is neither array nor object is an invalid request
+    answered with the request's id, which could be read (null is for ids that
+    could not be)."""
+    body = post(url, {"jsonrpc": "2.0", "method": "echo", "params": params,
+                      "id": req_id}).json()
+    assert body["error"]["code"] == -32600
+    assert body["id"] == req_id
+
+
+def test_protocol_errors_carry_their_faultcode(url):
+    """Guards the contract's "errors carry data with a faultcode" for the
+    specification's own errors too: one field tells every error apart."""
+    assert error_of(url, "nope")["data"] == {"faultcode": "Client.MethodNotFound"}
+    assert error_of(url, "half", ["x"])["data"] == {"faultcode": "Client.InvalidParams"}
+    assert error_of(url, "crash")["data"] == {"faultcode": "Server.InternalError"}
+    parse = post(url, b"{").json()["error"]
+    assert (parse["code"], parse["data"]) == (-32700, {"faultcode": "Client.ParseError"})
 
 
 def test_params_may_be_omitted_or_null(url):
@@ -344,7 +368,7 @@ def test_invalid_params(url, method, params):
 
 def test_invalid_params_message_says_where(url):
     error = error_of(url, "grow", [{"name": "box", "tags": ["a", 2]}])
-    assert error["message"] == "Invalid params: thing.tags[1]: 2 is not a valid string"
+    assert error["message"] == "Invalid params: thing.tags[1]: expected string, got 2"
     assert "unknown parameter 'bogus'" in error_of(url, "echo", {"bogus": 1})["message"]
     assert "missing required parameter 'name'" in error_of(url, "needs_name", [])["message"]
 
@@ -378,7 +402,8 @@ def test_task_error_maps_through_the_table(url):
 def test_unexpected_exception_is_internal_error_without_traceback(url, caplog):
     with caplog.at_level(logging.ERROR, logger="tasktypes.jsonrpc"):
         error = error_of(url, "crash")
-    assert error == {"code": -32603, "message": "Internal error"}
+    assert error == {"code": -32603, "message": "Internal error",
+                     "data": {"faultcode": "Server.InternalError"}}
     logged = [r for r in caplog.records if r.exc_info]
     assert logged and "secret internals" in str(logged[0].exc_info[1])
 
