@@ -180,7 +180,7 @@ def test_wait_is_woken_by_the_end(store):
     polled every second, or a dead listener, fails this)."""
     store.reread_interval = 30.0
     tt = task_type("hold")
-    task_id = store.submit(tt, (0.8,)).task_id
+    task_id = store.submit(tt, (1.4,)).task_id  # ends between two 1-s polls
     state = store.wait(tt, task_id, 20)
     returned = time.time()
     assert state.status is TaskStatus.DONE
