@@ -7,8 +7,10 @@ list (``/tasks``, ``/dashboard``: tasktypes.tasklist).
     application = make_application([TaskService], store=ThreadStore())
 
 Around spyne this adds what a public endpoint needs: request bodies are
-limited before they are read (HTTP 413); SOAP bodies with a DTD are refused
-before parsing (no entity tricks); an empty body is a client fault; the WSDL's
+limited before they are read (HTTP 413, the same limit for SOAP and
+JSON-RPC); a Host header that is not a host name or address, and a body with
+both Content-Length and Transfer-Encoding, get HTTP 400; SOAP bodies are read
+by ``tasktypes.xmlinput`` (encodings, no DTD, bounded structure); the WSDL's
 ``soap:address`` is the configured public URL or the request's own address,
 never whatever Host header came first; and spyne's logs stay one readable
 line per bad request.
@@ -16,10 +18,11 @@ line per bad request.
 
 import io
 import logging
+import re
 
 from spyne import Application, Fault
 
-from .jsonrpc import JsonRpc20, JsonRpcApplication
+from .jsonrpc import DEFAULT_MAX_BATCH, JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
 from .decorator import DEFAULT_MAX_WAIT
 from .errors import TaskError
@@ -34,6 +37,13 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_TNS = "tasktypes"
 JSONRPC_PATH = "/jsonrpc"
 OPENRPC_PATH = "/openrpc.json"
+
+#: A Host header: a host name or an IPv4 or bracketed IPv6 address, with an
+#: optional port. Anything else (control characters, spaces, quotes) would
+#: be echoed into the WSDL's address.
+_HOST = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])"
+                   r"(?::[0-9]{1,5})?\Z")
+
 
 class TaskTypesApplication:
     """The WSGI application: mounts by path and limits body sizes."""
@@ -52,12 +62,26 @@ class TaskTypesApplication:
         if app is None:
             return _plain(start_response, "404 Not Found",
                           "not found; endpoints: %s\n" % ", ".join(sorted(self.mounts)))
-        if environ.get("REQUEST_METHOD") == "POST":
+        refusal = self._check_headers(environ)
+        if refusal is None and environ.get("REQUEST_METHOD") == "POST":
             refusal = self._limit_body(environ)
-            if refusal is not None:
-                return _plain(start_response, refusal[0], refusal[1],
-                              [("Connection", "close")])
+        if refusal is not None:
+            return _plain(start_response, refusal[0], refusal[1],
+                          [("Connection", "close")])
         return app(environ, start_response)
+
+    @staticmethod
+    def _check_headers(environ):
+        """Refuse what no honest client sends (an HTTP status and text, or
+        None): a Host that is not a host name or address, and a body with
+        both Content-Length and Transfer-Encoding (request smuggling: the
+        two would disagree on where the next request starts)."""
+        host = environ.get("HTTP_HOST")
+        if host is not None and not _HOST.match(host):
+            return "400 Bad Request", "bad Host header\n"
+        if environ.get("HTTP_TRANSFER_ENCODING") and environ.get("CONTENT_LENGTH"):
+            return "400 Bad Request", "both Content-Length and Transfer-Encoding\n"
+        return None
 
     def _by_prefix(self, path):
         """The application mounted at a prefix ("/static/") of ``path``."""
@@ -85,7 +109,11 @@ class TaskTypesApplication:
                     size, self.max_body)
             return None
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            body = environ["wsgi.input"].read(self.max_body + 1)
+            try:
+                body = environ["wsgi.input"].read(self.max_body + 1)
+            except Exception as exc:  # a bad chunk size, a dropped connection
+                return "400 Bad Request", "the chunked body cannot be read: %s\n" % (
+                    type(exc).__name__)
             if len(body) > self.max_body:
                 return too_large, "request body is over the limit of %d bytes\n" % (
                     self.max_body)
@@ -128,14 +156,16 @@ def _static_json(body):
 
 def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
                      public_url=None, max_body=DEFAULT_MAX_BODY,
-                     max_wait=DEFAULT_MAX_WAIT, admin_token=None):
+                     max_wait=DEFAULT_MAX_WAIT, admin_token=None,
+                     max_batch=DEFAULT_MAX_BATCH):
     """The WSGI application serving ``services`` over SOAP and JSON-RPC.
 
     ``store`` keeps task state (a new ``ThreadStore`` if not given);
     ``public_url`` is the base URL for the WSDL's address (default: each
     request's own); ``max_body`` limits request bodies in bytes; ``max_wait``
     caps ``m_wait`` in seconds; ``admin_token`` turns on the operator's task
-    list (``/tasks``, ``/dashboard``: tasktypes.tasklist).
+    list (``/tasks``, ``/dashboard``: tasktypes.tasklist); ``max_batch``
+    bounds the calls of one JSON-RPC batch.
     """
     if store is None:
         store = ThreadStore()
@@ -153,8 +183,8 @@ def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
     openrpc = openrpc_json(jsonrpc_app)  # built now: a bad type stops start-up
     mounts = {
         SOAP_PATH: SoapApplication(spyne_app(SafeSoap11(validator="soft"), FastSoap11()),
-                                   public_url),
-        JSONRPC_PATH: JsonRpcApplication(jsonrpc_app,
+                                   public_url, max_body),
+        JSONRPC_PATH: JsonRpcApplication(jsonrpc_app, max_batch=max_batch,
                                          system_methods={DISCOVER: lambda: openrpc}),
         OPENRPC_PATH: _static_json(openrpc),
         STATIC_PATH: StaticFiles(),

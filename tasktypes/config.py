@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .app import DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT
+from .jsonrpc import DEFAULT_MAX_BATCH
+from .limits import DEFAULT_MAX_RESULT
 from .store import DEFAULT_RESULT_TTL, DEFAULT_WORKERS
 
 
@@ -32,6 +34,8 @@ class Settings:
     public_url: str = None
     max_wait: float = DEFAULT_MAX_WAIT
     admin_token: str = None
+    max_result: int = DEFAULT_MAX_RESULT
+    max_batch: int = DEFAULT_MAX_BATCH
 
     @classmethod
     def from_environ(cls, environ=None):
@@ -57,15 +61,18 @@ class Settings:
             public_url=get("TASKTYPES_PUBLIC_URL", _http_url, d.public_url),
             max_wait=get("TASKTYPES_MAX_WAIT", _positive(float), d.max_wait),
             admin_token=get("TASKTYPES_ADMIN_TOKEN", _token, d.admin_token, secret=True),
+            max_result=get("TASKTYPES_MAX_RESULT", _positive(int), d.max_result),
+            max_batch=get("TASKTYPES_MAX_BATCH", _positive(int), d.max_batch),
         )
 
     def make_store(self):
         if self.store == "redis":
             from .redis_store import RedisStore
-            return RedisStore(self.redis_url, workers=self.workers,
+            return RedisStore(self.redis_url, workers=self.workers, max_result=self.max_result,
                               result_ttl=self.result_ttl)
         from .store import ThreadStore
-        return ThreadStore(workers=self.workers, result_ttl=self.result_ttl)
+        return ThreadStore(workers=self.workers, result_ttl=self.result_ttl,
+                           max_result=self.max_result)
 
     def describe_store(self):
         """The store in a log line: "thread store", or "redis store at <URL>"
@@ -81,7 +88,8 @@ class Settings:
     def application_options(self):
         """Keyword arguments of ``make_application`` that come from here."""
         return {"public_url": self.public_url, "max_body": self.max_body,
-                "max_wait": self.max_wait, "admin_token": self.admin_token}
+                "max_wait": self.max_wait, "admin_token": self.admin_token,
+                "max_batch": self.max_batch}
 
 
 def _choice(*allowed):

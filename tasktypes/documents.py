@@ -34,25 +34,34 @@ def _wrapper(returns):
     return wrapper
 
 
-def encode_result(returns, value):
+class ResultTooLarge(ValueError):
+    """A result whose document is over the size a store keeps."""
+
+
+def encode_result(returns, value, max_size=None):
     """What the body returned, as a JSON document of ``returns``; raises if
-    the value does not fit the type."""
-    return _round_trip(returns, value)[0]
+    the value does not fit the type, or its document has more than
+    ``max_size`` bytes (``ResultTooLarge``)."""
+    return _round_trip(returns, value, max_size)[0]
 
 
-def fit_result(returns, value):
+def fit_result(returns, value, max_size=None):
     """``value`` as a reader of its document would get it back; raises if it
-    does not fit ``returns`` (the thread store's check, without the text)."""
-    return _round_trip(returns, value)[1]
+    does not fit ``returns`` or ``max_size`` (the thread store's check)."""
+    return _round_trip(returns, value, max_size)[1]
 
 
-def _round_trip(returns, value):
+def _round_trip(returns, value, max_size):
     if returns is None:
         return "null", None
     wrapper = _wrapper(returns)
     ctx = FakeContext(out_document=[_JSON._object_to_doc(wrapper, wrapper(value=value))])
     _JSON.create_out_string(ctx, "utf8")
-    doc = b"".join(ctx.out_string).decode("utf-8")
+    data = b"".join(ctx.out_string)
+    if max_size is not None and len(data) > max_size:
+        raise ResultTooLarge("the result is %d bytes as JSON, over the limit of %d "
+                             "(TASKTYPES_MAX_RESULT)" % (len(data), max_size))
+    doc = data.decode("utf-8")
     # spyne writes what it is given; reading it back validates it, here in
     # the task rather than in every reader.
     return doc, decode_result(returns, doc)

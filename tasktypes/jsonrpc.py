@@ -137,7 +137,36 @@ def _reject_constant(name):
     raise ValueError("%s is not JSON" % name)
 
 
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+class Unrepresentable:
+    """A number in a request that Python cannot hold as JSON can say it
+    (``1e400`` parses to infinity; an integer of more than 4300 digits does
+    not parse). Kept as this marker, it is no valid id and no valid param,
+    so it costs its own call an error and never the reply of the whole
+    request (writing infinity back out would fail)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return _short(self.text, 40)
+
+
+def _parse_float(text):
+    value = float(text)
+    return value if value - value == 0 else Unrepresentable(text)  # not inf
+
+
+def _parse_int(text):
+    try:
+        return int(text)
+    except ValueError:
+        return Unrepresentable(text)
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float,
+                           parse_int=_parse_int).decode
 _encode_utf8 = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
                                 allow_nan=False).encode
 _encode_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -597,6 +626,59 @@ class _ParamPlan:
         return inst
 
 
+#: Most calls in one batch; a longer one is refused whole (-32600).
+DEFAULT_MAX_BATCH = 1000
+
+_INTERNAL_ERROR_NULL_ID = (b'{"jsonrpc":"2.0","error":{"code":-32603,"message":'
+                           b'"Internal error","data":{"faultcode":"Server.InternalError"}},'
+                           b'"id":null}')
+
+
+def _http_error(start_response, status, text, headers=()):
+    body = ("%s: %s\n" % (status, text)).encode("utf-8")
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Length", str(len(body)))] + list(headers))
+    return [body]
+
+
+class _ErrorNotes:
+    """What went wrong in one HTTP request, logged as ONE line at its end
+    (a batch of 200,000 bad calls makes one line, not 200,000), and the
+    traceback of the first crash only."""
+
+    __slots__ = ("count", "first", "crashes")
+
+    def __init__(self):
+        self.count = 0
+        self.first = None
+        self.crashes = 0
+
+    def note(self, text):
+        self.count += 1
+        if self.first is None:
+            self.first = _short(text)
+
+    def crashed(self, text):
+        if not self.crashes:
+            logger.exception(text)
+        self.crashes += 1
+        self.note(text)
+
+    def log(self, doc_size):
+        if self.count == 1 and doc_size == 1:
+            logger.info("JSON-RPC %s", self.first)
+        elif self.count:
+            logger.info("JSON-RPC request of %d calls: %d errors (%d crashes); the "
+                        "first: %s", doc_size, self.count, self.crashes, self.first)
+
+
+def _notes(ctx):
+    notes = ctx.transport.req_env.get("tasktypes.jsonrpc_errors")
+    if notes is None:  # a call run on its own, outside __call__
+        notes = ctx.transport.req_env["tasktypes.jsonrpc_errors"] = _ErrorNotes()
+    return notes
+
+
 class JsonRpcApplication(WsgiApplication):
     """The WSGI callable serving a spyne ``Application`` whose protocols are
     ``JsonRpc20``: POST only (405 otherwise), one reply per call with an id,
@@ -613,11 +695,12 @@ class JsonRpcApplication(WsgiApplication):
     (spyne's ``_aux``) are not run: only the primary method of a name is.
     """
 
-    def __init__(self, app, system_methods=None, **kwargs):
+    def __init__(self, app, system_methods=None, max_batch=DEFAULT_MAX_BATCH, **kwargs):
         if not isinstance(app.in_protocol, JsonRpc20) or \
                 not isinstance(app.out_protocol, JsonRpc20):
             raise TypeError("JsonRpcApplication needs JsonRpc20 in and out protocols")
         super().__init__(app, **kwargs)
+        self.max_batch = max_batch
         #: name -> callable() returning the JSON bytes of a result: methods of
         #: the server itself that take no params (``rpc.discover``), answered
         #: before spyne looks the name up.
@@ -625,19 +708,24 @@ class JsonRpcApplication(WsgiApplication):
 
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD") != "POST":
-            body = b"405 Method Not Allowed: JSON-RPC takes POST\n"
-            start_response("405 Method Not Allowed", [
-                ("Allow", "POST"), ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(body)))])
-            return [body]
+            return _http_error(start_response, "405 Method Not Allowed",
+                               "JSON-RPC takes POST", [("Allow", "POST")])
+        media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            # Not a form or text/plain: a web page may post those to us from
+            # a visitor's browser without asking (CSRF); application/json
+            # needs the browser's CORS preflight, which we do not grant.
+            return _http_error(start_response, "415 Unsupported Media Type",
+                               "JSON-RPC takes Content-Type: application/json")
 
         ctx = WsgiMethodContext(self, environ, _JSON_TYPE)
         _fire(self.event_manager, "wsgi_call", ctx)
         ctx.in_string = [self._read_body(environ)]
+        environ["tasktypes.jsonrpc_errors"] = errors = _ErrorNotes()
         try:
             self.app.in_protocol.create_in_document(ctx)
         except ParseError as e:
-            logger.info("JSON-RPC %s", e.faultstring)
+            errors.note(e.faultstring)
             ctx.out_error = e
             parts = [self._reply(ctx)]
         else:
@@ -646,6 +734,13 @@ class JsonRpcApplication(WsgiApplication):
                 parts = [self.run_call(ctx)]
             elif not doc:
                 ctx.out_error = InvalidRequest("Invalid Request: empty batch")
+                errors.note(ctx.out_error.faultstring)
+                parts = [self._reply(ctx)]
+            elif len(doc) > self.max_batch:
+                ctx.out_error = InvalidRequest(
+                    "Invalid Request: a batch of %d calls is over the limit of %d"
+                    % (len(doc), self.max_batch))
+                errors.note(ctx.out_error.faultstring)
                 parts = [self._reply(ctx)]
             else:
                 parts = [self.run_call(self._call_context(environ, call)) for call in doc]
@@ -653,6 +748,7 @@ class JsonRpcApplication(WsgiApplication):
                 if parts:
                     parts = [b"[" + b",".join(parts) + b"]"]
         _fire(self.event_manager, "wsgi_close", ctx)
+        errors.log(doc_size=len(ctx.in_document) if type(ctx.in_document) is list else 1)
         body = b"".join(parts)
         if not body:
             start_response("204 No Content", [])
@@ -691,7 +787,7 @@ class JsonRpcApplication(WsgiApplication):
             ctx.descriptor = handles[0]
             protocol.deserialize(ctx, protocol.REQUEST)
         except JsonRpcError as e:
-            logger.info("JSON-RPC %s", e.faultstring)
+            _notes(ctx).note(e.faultstring)
             ctx.in_error = ctx.out_error = e
         else:
             self._process(ctx)
@@ -724,12 +820,12 @@ class JsonRpcApplication(WsgiApplication):
             _fire_ctx(ctx, "method_return_object")
         except Fault as e:
             # A fault is an answer the method chose to give, not a crash.
-            logger.info("JSON-RPC %s: %s: %s", descriptor.name, e.faultcode,
-                        _short(e.faultstring))
+            _notes(ctx).note("%s: %s: %s" % (descriptor.name, e.faultcode,
+                                             _short(e.faultstring)))
             ctx.out_error = e
             _fire_ctx(ctx, "method_exception_object")
         except Exception:
-            logger.exception("JSON-RPC %s raised", descriptor.name)
+            _notes(ctx).crashed("JSON-RPC %s raised" % descriptor.name)
             ctx.out_error = InternalError()
             _fire_ctx(ctx, "method_exception_object")
 
@@ -740,12 +836,17 @@ class JsonRpcApplication(WsgiApplication):
             protocol.create_out_string(ctx)
         except Exception:
             # A result spyne cannot write, or JSON cannot hold (NaN): the
-            # method ran, but the client gets an internal error.
-            logger.exception("JSON-RPC result of %s could not be written",
-                             ctx.descriptor and ctx.descriptor.name)
+            # method ran, but the client gets an internal error; if even that
+            # cannot be written (an id that JSON cannot hold), it goes with
+            # the id null. Either way it costs this call only.
+            _notes(ctx).crashed("JSON-RPC result of %s could not be written"
+                                % (ctx.descriptor and ctx.descriptor.name))
             ctx.out_error = InternalError()
-            protocol.serialize(ctx, protocol.RESPONSE)
-            protocol.create_out_string(ctx)
+            try:
+                protocol.serialize(ctx, protocol.RESPONSE)
+                protocol.create_out_string(ctx)
+            except Exception:
+                ctx.out_string = [_INTERNAL_ERROR_NULL_ID]
         _fire_ctx(ctx, "method_return_string" if ctx.out_error is None
                        else "method_exception_string")
         ctx.close()

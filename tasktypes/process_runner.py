@@ -57,6 +57,7 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import threading
@@ -68,7 +69,7 @@ from .errors import Busy, StoreUnavailable, TaskStopped
 from .documents import encode_result
 from .redis_store import HEARTBEAT_INTERVAL
 from .runner import run_body
-from .store import error_text
+from .store import error_text, logged_traceback
 from . import tasklog
 
 logger = logging.getLogger(__name__)
@@ -381,7 +382,7 @@ class ProcessRunner:
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main, name="tasktypes-worker",
-            args=(child_conn, self.progress, _log_levels()),
+            args=(child_conn, self.progress, _log_levels(), os.getpid()),
             daemon=True)
         with _start_lock, _main_module_hidden():
             process.start()
@@ -542,12 +543,32 @@ def _log_levels():
     return levels
 
 
-def _watch_parent():
-    """Exit once the server process is gone (its fork server exits with it,
-    and the worker is handed to another parent)."""
-    parent = os.getppid()
-    while os.getppid() == parent:
-        time.sleep(1.0)
+def _watch_server(server_pid):
+    """Exit at once when the server process is gone, however it died
+    (SIGKILL included), so that no body outlives it.
+
+    Not the parent: a worker's parent is the fork server, and the fork
+    server lives as long as any process it started holds the "alive" pipe
+    that multiprocessing hands to each of them, workers included. So each
+    worker watches the server process itself, through a pidfd (Linux 5.3+),
+    which becomes readable the moment that process exits; once the workers
+    are gone, the fork server and the resource tracker see their pipes close
+    and exit too. Where pidfds are missing, it polls twice a second."""
+    try:
+        pidfd = os.pidfd_open(server_pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        select.select([pidfd], [], [])
+    else:
+        while True:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
     os._exit(1)
 
 
@@ -558,14 +579,14 @@ def find_task_type(key):
     return TASK_TYPES[key]
 
 
-def _worker_main(conn, progress, log_levels):
+def _worker_main(conn, progress, log_levels, server_pid):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server
     lock = threading.Lock()
     handler = _TaskLogHandler(_PipeQueue(conn, lock))
     logging.root.handlers[:] = [handler]
     for name, level in log_levels.items():
         logging.getLogger(name).setLevel(level)
-    threading.Thread(target=_watch_parent, daemon=True).start()
+    threading.Thread(target=_watch_server, args=(server_pid,), daemon=True).start()
     progress.start_thread()
     while True:
         try:
@@ -589,11 +610,12 @@ def _run(progress, task_id, key, args):
     except TaskStopped:
         ok, payload = None, None
     except (Exception, SystemExit) as exc:
-        logging.getLogger(__name__).exception("the task failed")
+        logging.getLogger(__name__).error("the task failed:\n%s", logged_traceback(exc))
         ok, payload = False, error_text(exc)
     else:
         try:
-            ok, payload = True, encode_result(task_type.returns, value)
+            ok, payload = True, encode_result(task_type.returns, value,
+                                              progress.max_result)
         except Exception as exc:
             ok, payload = False, "the result cannot be stored: %s" % error_text(exc)
     finally:

@@ -93,6 +93,7 @@ from redis.retry import Retry
 from .decorator import TASK_TYPES
 from .documents import decode_result
 from .errors import StoreUnavailable, TaskNotFound, TaskStopped
+from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, cut
 from .model import TaskState, TaskStatus, new_task_id
 from .tasklog import MAX_LINES, READ_LIMIT, LogLine
 from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS,
@@ -221,6 +222,9 @@ _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+-- No lease runs longer than the lease time from now: one that does was not
+-- written by us (a forged far-future score would hold a slot for ever).
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now + tonumber(ARGV[3])), '+inf')
 if not redis.call('ZSCORE', KEYS[1], ARGV[2])
    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
   return 0
@@ -240,7 +244,7 @@ return 1
 """
 
 
-def connect(redis_url):
+def connect(redis_url, decode_responses=True):
     """A Redis client whose calls fail within seconds instead of hanging.
 
     One retry (no backoff) lets a call succeed on the first use of a pooled
@@ -249,19 +253,34 @@ def connect(redis_url):
     ``SOCKET_TIMEOUT``, not twice that.
     """
     return redis.Redis.from_url(
-        redis_url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT,
+        redis_url, decode_responses=decode_responses, socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=SOCKET_TIMEOUT,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30)
 
 
 def unavailable(function):
-    """Turn Redis connection failures into ``StoreUnavailable``."""
+    """Turn Redis connection failures into ``StoreUnavailable``, and keep one
+    Redis that does not answer from costing every call its timeout.
+
+    After a call timed out (a paused or cut-off Redis), the store's calls
+    fail at once for ``SOCKET_TIMEOUT`` seconds, or until the heartbeat gets
+    through again: a JSON-RPC batch of 15 progress calls then gets its
+    StoreUnavailable within one timeout, not 15, and other requests do not
+    pile up on server threads meanwhile. A refused connection fails fast by
+    itself and opens nothing."""
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(store, *args, **kwargs):
+        if store._silent_until > time.monotonic():
+            raise StoreUnavailable("the task store (Redis) is not answering; "
+                                   "try again in a few seconds")
         try:
-            return function(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            return function(store, *args, **kwargs)
+        except redis.TimeoutError as exc:
+            store._silent_until = time.monotonic() + SOCKET_TIMEOUT
+            raise StoreUnavailable("the task store (Redis) is not answering: %s"
+                                   % exc) from None
+        except redis.ConnectionError as exc:
             raise StoreUnavailable("the task store (Redis) is unreachable: %s"
                                    % exc) from None
     return wrapper
@@ -283,9 +302,12 @@ class RedisStore(Store):
     #: process, so only a read finds its tasks lost. (Tests make it long to
     #: prove that the wake-up comes from the channel.)
     reread_interval = HEARTBEAT_INTERVAL
+    #: Until when (monotonic) calls fail at once: Redis timed out (see ``unavailable``).
+    _silent_until = 0.0
 
     def __init__(self, redis_url, workers=DEFAULT_WORKERS,
-                 result_ttl=DEFAULT_RESULT_TTL, max_queued=None, prefix=KEY_PREFIX):
+                 result_ttl=DEFAULT_RESULT_TTL, max_queued=None, prefix=KEY_PREFIX,
+                 max_result=DEFAULT_MAX_RESULT):
         from .process_runner import ProcessRunner  # the runner calls back into us
 
         self.redis_url = redis_url
@@ -306,6 +328,8 @@ class RedisStore(Store):
         self._heartbeat_ms = int(HEARTBEAT_TTL * 1000)
 
         self.redis = connect(redis_url)
+        self._raw_redis = connect(redis_url, decode_responses=False)
+        self._malformed = 0
         self._end = self.redis.register_script(_END)
         self._read = self.redis.register_script(_READ)
         self._start = self.redis.register_script(_START)
@@ -319,7 +343,7 @@ class RedisStore(Store):
         self._waiters_lock = threading.Lock()
         self._closed = threading.Event()
         self.runner = ProcessRunner(self, workers, max_queued or workers * QUEUE_PER_WORKER,
-                                    ProgressWriter(redis_url, prefix))
+                                    ProgressWriter(redis_url, prefix, max_result=max_result))
         self._listener = threading.Thread(target=self._listen, daemon=True,
                                           name="tasktypes-redis-listener")
         self._listener.start()
@@ -550,15 +574,25 @@ class RedisStore(Store):
     def release_slot(self, task_type, task_id):
         self.redis.zrem(self._slots_key % task_type.key, task_id)
 
-    @unavailable
     def heartbeat(self, task_ids, leases):
         """Keep this server's tasks alive: ``task_ids`` queued or running
         here, ``leases`` maps a task type key to the ids holding its slots.
 
         Returns ``{task id: status}`` as Redis has it now (None for a task
         that is gone), so that the runner stops what ended elsewhere even if
-        it missed the message on the ``ended`` channel."""
-        task_ids = list(task_ids)
+        it missed the message on the ``ended`` channel. It is also the probe
+        of a Redis that stopped answering: it is tried whatever
+        ``unavailable`` says, and lets the other calls through again once it
+        gets an answer."""
+        try:
+            statuses = self._heartbeat(list(task_ids), leases)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable("the task store (Redis) is unreachable: %s"
+                                   % exc) from None
+        self._silent_until = 0.0
+        return statuses
+
+    def _heartbeat(self, task_ids, leases):
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self._server_key, "1", px=self._heartbeat_ms)
             if task_ids:
@@ -593,7 +627,9 @@ class RedisStore(Store):
         what it misses meanwhile)."""
         warned = False
         while not self._closed.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            # Bytes, not text: a message that is not UTF-8 must not break the
+            # connection inside redis-py's decoding (and drop what follows).
+            pubsub = self._raw_redis.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self.channel)
                 if warned:
@@ -618,12 +654,18 @@ class RedisStore(Store):
                     pass
 
     def _received(self, message):
-        """One message of the ``ended`` channel; a malformed one is ignored."""
+        """One message of the ``ended`` channel; a malformed one is ignored
+        (logged the first time, then once every 1000, cut short)."""
         try:
-            task_id = int(message["data"])
+            data = message["data"]
+            if not (isinstance(data, bytes) and 0 < len(data) <= 20 and data.isdigit()):
+                raise ValueError(data)
+            task_id = int(data)
         except (KeyError, TypeError, ValueError):
-            logger.warning("ignored a malformed message on %s: %r", self.channel,
-                           message.get("data"))
+            self._malformed += 1
+            if self._malformed % 1000 == 1:
+                logger.warning("ignored a malformed message on %s (%d so far): %.80r",
+                               self.channel, self._malformed, message.get("data"))
             return
         try:
             self._ended(task_id)
@@ -671,10 +713,13 @@ class ProgressWriter:
     body's next call raises ``TaskStopped``.
     """
 
-    def __init__(self, redis_url, prefix=KEY_PREFIX, interval=PROGRESS_INTERVAL):
+    def __init__(self, redis_url, prefix=KEY_PREFIX, interval=PROGRESS_INTERVAL,
+                 max_result=DEFAULT_MAX_RESULT):
         self.redis_url = redis_url
         self.task_key = prefix + "task:%d"
         self.interval = interval
+        #: Bytes of a result document the worker may send (TASKTYPES_MAX_RESULT).
+        self.max_result = max_result
         self._current = None
 
     def start_thread(self):
@@ -694,7 +739,7 @@ class ProgressWriter:
                 raise TaskStopped(task_id)
             report.progress = clamp_progress(fraction)
             if message is not None:
-                report.message = str(message)
+                report.message = cut(str(message), MAX_MESSAGE)
             report.dirty = True
 
         return update_progress, report

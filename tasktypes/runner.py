@@ -17,7 +17,7 @@ import threading
 
 from .documents import fit_result
 from .errors import Busy, TaskStopped
-from .store import error_text
+from .store import error_text, logged_traceback
 from .tasklog import capturing
 
 logger = logging.getLogger(__name__)
@@ -137,14 +137,15 @@ class ThreadRunner:
         except TaskStopped:
             pass
         except BaseException as exc:  # SystemExit too: the task fails, the worker lives
-            logger.exception("task %d of %s failed", task_id, task_type.name)
+            logger.error("task %d of %s failed:\n%s", task_id, task_type.name,
+                         logged_traceback(exc))
             store.fail(task_id, error_text(exc))
         else:
             try:  # what the Redis store does: a result must fit its declared type
-                result = fit_result(task_type.returns, result)
+                result = fit_result(task_type.returns, result, store.max_result)
             except Exception as exc:
-                logger.exception("task %d of %s returned what its _returns does not "
-                                 "allow", task_id, task_type.name)
+                logger.error("task %d of %s returned what cannot be stored: %s", task_id,
+                             task_type.name, error_text(exc))
                 store.fail(task_id, "the result cannot be stored: %s" % error_text(exc))
             else:
                 store.finish(task_id, result)

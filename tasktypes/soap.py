@@ -13,10 +13,14 @@ from xml.sax.saxutils import escape
 from lxml.etree import SubElement
 from spyne import ComplexModelBase, Fault, SimpleModel, XmlAttribute
 from spyne.protocol.xml import NIL_ATTR
+from spyne.const.http import HTTP_405
+from spyne.error import RequestNotAllowed
 from spyne.protocol.soap import Soap11
+from spyne.server.http import HttpTransportContext
 from spyne.server.wsgi import WsgiApplication
 
 from .validation import DescribedValidation
+from .xmlinput import parse_request
 from .wsdl import tidy_wsdl
 
 SOAP_PATH = "/soap"
@@ -26,48 +30,72 @@ _ADDRESS_PLACEHOLDER = "http://tasktypes.invalid/soap"
 
 
 class SafeSoap11(DescribedValidation, Soap11):
-    """SOAP 1.1 that refuses what a SOAP message must not contain.
+    """SOAP 1.1 that refuses what a SOAP message must not contain, and
+    bounds what one request may cost.
 
-    SOAP 1.1 forbids a document type declaration in a message, so one is a
-    client fault before the parser sees it: no entity is declared, let alone
-    expanded (no XXE, no billion laughs). The check looks at the bytes with
-    NULs removed, which catches UTF-16 and UTF-32 bodies too; after parsing,
-    the tree's doctype is checked once more, and libxml2's own amplification
-    guard stays as the last line. A value that fails validation is a fault
-    that says which parameter, what type and what came (``DescribedValidation``).
+    The body is read by ``tasktypes.xmlinput.parse_request``: UTF-8 or
+    UTF-16 only, checked against every declaration; no DTD (looked for in
+    the decoded text; nothing is ever loaded or expanded); bounded elements,
+    attributes, depth and names, checked before spyne walks the tree.
+    SOAP with attachments (multipart bodies) is not supported and refused.
+    Any error while reading a request that is not already a fault becomes a
+    client fault (``Client.BadRequest``), never an empty HTTP 500. A value
+    that fails validation is a fault that says which parameter, what type
+    and what came (``DescribedValidation``).
     """
 
     def create_in_document(self, ctx, charset=None):
-        body = b"".join(ctx.in_string)
-        if not body.strip():
-            raise Fault("Client.EmptyRequest", "the request body is empty")
-        if _declares_dtd(body):
-            raise Fault("Client.DTDNotAllowed", "a SOAP message must not contain a DTD")
-        ctx.in_string = [body]
-        super().create_in_document(ctx, charset)
-        if ctx.in_document[0].getroottree().docinfo.doctype:
-            raise Fault("Client.DTDNotAllowed", "a SOAP message must not contain a DTD")
+        content_type = ctx.transport.get_request_content_type() \
+            if isinstance(ctx.transport, HttpTransportContext) else None
+        if isinstance(ctx.transport, HttpTransportContext):
+            if content_type is None or ctx.transport.get_request_method() != "POST":
+                ctx.transport.resp_code = HTTP_405
+                raise RequestNotAllowed("You must issue a POST request with the "
+                                        "Content-Type header properly set.")
+            if content_type.lstrip().lower().startswith("multipart/"):
+                raise Fault("Client.UnsupportedMediaType", "multipart bodies (SOAP with "
+                            "attachments) are not supported: send text/xml")
+        try:
+            ctx.in_document = parse_request(b"".join(ctx.in_string), content_type)
+        except Fault:
+            raise
+        except Exception as exc:
+            raise Fault("Client.BadRequest", "the request cannot be read: %s"
+                        % type(exc).__name__) from None
+
+    def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST):
+        try:
+            super().decompose_incoming_envelope(ctx, message)
+        except Fault:
+            raise
+        except Exception as exc:
+            raise Fault("Client.BadRequest", "not a SOAP envelope: %s"
+                        % type(exc).__name__) from None
 
     def deserialize(self, ctx, message):
-        # spyne lets a NaN meet a Double's bounds as a bare decimal error,
-        # which would be an empty HTTP 500: it is the client's bad value.
+        # spyne lets a NaN meet a Double's bounds as a bare decimal error, and
+        # odd documents as other plain exceptions: the client's doing, so a
+        # client fault, never an empty HTTP 500.
         try:
             super().deserialize(ctx, message)
+        except Fault:
+            raise
         except ArithmeticError as exc:
             raise Fault("Client.ValidationError", "invalid number: %s"
                         % type(exc).__name__) from None
-
-
-def _declares_dtd(body):
-    text = body.replace(b"\x00", b"") if b"\x00" in body[:4096] else body
-    return b"<!DOCTYPE" in text or b"<!ENTITY" in text
+        except Exception as exc:
+            raise Fault("Client.BadRequest", "the request cannot be read: %s"
+                        % type(exc).__name__) from None
 
 
 class SoapApplication(WsgiApplication):
     """spyne's WSGI server with the WSDL built once and addressed per request."""
 
-    def __init__(self, app, public_url=None):
-        super().__init__(app)
+    def __init__(self, app, public_url=None, max_body=None):
+        # spyne refuses bodies over its own max_content_length (2 MiB) with
+        # Client.RequestTooLong: the application's limit (TASKTYPES_MAX_BODY,
+        # HTTP 413 before reading) is the one that must hold.
+        super().__init__(app, max_content_length=max_body or 2 * 1024 * 1024)
         self.public_url = public_url and public_url.rstrip("/") + SOAP_PATH
         self.doc.wsdl11.build_interface_document(_ADDRESS_PLACEHOLDER)
         self._wsdl = tidy_wsdl(self.doc.wsdl11.get_interface_document())

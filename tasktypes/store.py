@@ -22,9 +22,11 @@ import logging
 import math
 import threading
 import time
+import traceback
 
 from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
                      TaskNotFound, TaskStopped, TaskTimedOut)
+from .limits import DEFAULT_MAX_RESULT, MAX_ERROR, MAX_LOGGED, MAX_MESSAGE, cut, cut_middle
 from .model import TaskState, TaskStatus, new_task_id
 from .tasklog import TaskLog, cut
 
@@ -83,10 +85,19 @@ def _plain(value):
 
 
 def error_text(exc):
-    """What clients see of an exception: its type and message, no traceback."""
-    text = str(exc)
+    """What clients see of an exception: its type and message (cut to
+    ``MAX_ERROR`` characters), no traceback."""
+    text = cut(str(exc), MAX_ERROR)
     name = type(exc).__name__
     return "%s: %s" % (name, text) if text else name
+
+
+def logged_traceback(exc):
+    """A failed task's traceback for the server's log, bounded: the frames
+    (cut in the middle past ``MAX_LOGGED``), then ``error_text``."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    return "Traceback (most recent call last):\n%s%s" % (
+        cut_middle(frames, MAX_LOGGED), error_text(exc))
 
 
 class Store:
@@ -184,10 +195,11 @@ class ThreadStore(Store):
     """
 
     def __init__(self, workers=DEFAULT_WORKERS, result_ttl=DEFAULT_RESULT_TTL,
-                 max_queued=None, max_kept=1_000_000):
+                 max_queued=None, max_kept=1_000_000, max_result=DEFAULT_MAX_RESULT):
         from .runner import ThreadRunner  # the runner calls back into us
 
         self.result_ttl = result_ttl
+        self.max_result = max_result
         self.max_kept = max_kept
         self._tasks = {}
         self._logs = {}  # task id -> TaskLog, once it has logged
@@ -316,7 +328,7 @@ class ThreadStore(Store):
                 raise TaskStopped(task_id)
             state.progress = fraction
             if message is not None:
-                state.message = str(message)
+                state.message = cut(str(message), MAX_MESSAGE)
 
     def finish(self, task_id, result):
         with self._lock:

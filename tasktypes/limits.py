@@ -1,0 +1,36 @@
+"""Bounds on what a caller sends and what a task keeps, in one place.
+
+Nothing a caller sends, or a task reports, is kept or logged without a bound:
+a progress message or an error text of 9 MB would otherwise be stored, sent
+with every poll and written to the log whole. Texts over their bound are cut,
+with a marker that says how much was cut, so that a reader sees that they
+were. The README's "What the service refuses, and how" lists every limit.
+"""
+
+#: Characters of a progress message a task reports (``update_progress``).
+MAX_MESSAGE = 4096
+#: Characters of an error text: what a failed task's clients see.
+MAX_ERROR = 4096
+#: Characters of a traceback written to the log for a failed task.
+MAX_LOGGED = 16384
+#: Bytes of a result's JSON document; a larger result fails its task
+#: (``TASKTYPES_MAX_RESULT``).
+DEFAULT_MAX_RESULT = 1024 * 1024
+
+
+def cut(text, limit):
+    """``text`` if it has at most ``limit`` characters, else its start and a
+    marker saying how many characters were cut."""
+    if len(text) <= limit:
+        return text
+    return "%s... [%d chars cut]" % (text[:limit], len(text) - limit)
+
+
+def cut_middle(text, limit):
+    """Like ``cut``, keeping the end too: a traceback's last line names the
+    exception, its first lines where it started."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return "%s\n... [%d chars cut] ...\n%s" % (text[:half], len(text) - 2 * half,
+                                               text[-half:])
