@@ -83,7 +83,10 @@ setup(
         # No multiprocessing-logging: it works only with the fork start
         # method, and the Redis store's workers come from a forkserver
         # (tasktypes/process_runner.py says why); logs travel by QueueHandler.
-        "cheroot>=10",
+        # The dev server (tasktypes/devserver.py): waitress reads each request
+        # whole before a thread takes it, so slow or idle clients hold no
+        # thread (cheroot, before it, gave each connection a thread).
+        "waitress>=3.0",
         # spyne's SOAP imports cgi, removed from the standard library in 3.13.
         'legacy-cgi>=2.6; python_version >= "3.13"',
     ],
@@ -94,6 +97,8 @@ setup(
             "requests>=2.28",
             "jsonrpcclient>=4",
         ],
+        # python -m bench.servers_compare measures the dev server against cheroot.
+        "bench": ["cheroot>=10"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

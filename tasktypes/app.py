@@ -18,7 +18,7 @@ from spyne import Application, Fault
 
 from .jsonrpc import JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
-from .decorator import DEFAULT_MAX_WAIT
+from .decorator import DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS, WaitSlots
 from .errors import TaskError
 from .store import ThreadStore
 
@@ -100,23 +100,26 @@ def _plain(start_response, status, text, headers=()):
 
 def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
                      public_url=None, max_body=DEFAULT_MAX_BODY,
-                     max_wait=DEFAULT_MAX_WAIT):
+                     max_wait=DEFAULT_MAX_WAIT, max_waiters=DEFAULT_MAX_WAITERS):
     """The WSGI application serving ``services`` over SOAP and JSON-RPC.
 
     ``store`` keeps task state (a new ``ThreadStore`` if not given);
     ``public_url`` is the base URL for the WSDL's address (default: each
     request's own); ``max_body`` limits request bodies in bytes; ``max_wait``
-    caps ``m_wait`` in seconds.
+    caps ``m_wait`` in seconds; ``max_waiters`` m_wait calls at most wait at
+    once, more get ``Busy`` (keep it under the server's threads).
     """
     if store is None:
         store = ThreadStore()
     quiet_spyne_logs()
+    wait_slots = WaitSlots(max_waiters)  # shared by SOAP and JSON-RPC
 
     def spyne_app(protocol_in, protocol_out):
         app = Application(services, tns, name=name,
                           in_protocol=protocol_in, out_protocol=protocol_out)
         app.tasktypes_store = store
         app.tasktypes_max_wait = max_wait
+        app.tasktypes_wait_slots = wait_slots
         return app
 
     mounts = {

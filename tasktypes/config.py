@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .app import DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT
+from .app import DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS
 from .store import DEFAULT_RESULT_TTL, DEFAULT_WORKERS
 
 
@@ -31,6 +31,7 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     public_url: str = None
     max_wait: float = DEFAULT_MAX_WAIT
+    max_waiters: int = DEFAULT_MAX_WAITERS
 
     @classmethod
     def from_environ(cls, environ=None):
@@ -54,6 +55,7 @@ class Settings:
             workers=get("TASKTYPES_WORKERS", _positive(int), d.workers),
             public_url=get("TASKTYPES_PUBLIC_URL", _http_url, d.public_url),
             max_wait=get("TASKTYPES_MAX_WAIT", _positive(float), d.max_wait),
+            max_waiters=get("TASKTYPES_MAX_WAITERS", _positive(int), d.max_waiters),
         )
 
     def make_store(self):
@@ -67,7 +69,7 @@ class Settings:
     def application_options(self):
         """Keyword arguments of ``make_application`` that come from here."""
         return {"public_url": self.public_url, "max_body": self.max_body,
-                "max_wait": self.max_wait}
+                "max_wait": self.max_wait, "max_waiters": self.max_waiters}
 
 
 def _choice(*allowed):
