@@ -357,6 +357,7 @@ def test_thread_trickling_client_is_cut_off_by_apache(thread_apache):
             b"X-Padding: " + b"p" * 200 + b"\r\n\r\n")
     started = time.monotonic()
     answer = b""
+    echo_seconds = None
     with socket.create_connection(("127.0.0.1", thread_apache.port), 10) as sock:
         sock.settimeout(0.5)
         for i, byte in enumerate(head):
@@ -375,6 +376,7 @@ def test_thread_trickling_client_is_cut_off_by_apache(thread_apache):
                 assert jsonrpc(thread_apache.url, "echo", ["meanwhile"]) == "meanwhile"
                 echo_seconds = time.monotonic() - echo_started
     cut_after = time.monotonic() - started
+    assert echo_seconds is not None, "Apache answered the trickler at once: %r" % answer
     print("Apache cut the trickler off after %.1f s (%r); echo meanwhile %.1f ms"
           % (cut_after, answer[:12], echo_seconds * 1000))
     assert i < len(head) - 1, "the whole request went through"
