@@ -44,6 +44,7 @@ def server():
          "--request-timeout", str(REQUEST_TIMEOUT)],
         {"PYTHONUNBUFFERED": "1", "TASKTYPES_MAX_WAITERS": str(MAX_WAITERS)},
         cwd=ROOT, start_timeout=30)
+    jsonrpc(proc.url, "echo", "warm-up")  # spyne's first call is slower
     yield proc
     proc.stop()
 
