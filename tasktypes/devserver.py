@@ -108,9 +108,12 @@ class DeadlineServer(TcpWSGIServer):
             wasyncore.close_all(self._map)
 
     def stop(self):
-        """Make ``run()`` return (from another thread)."""
+        """Make ``run()`` return (from another thread) within a second."""
         self.stopping = True
-        self.pull_trigger()
+        try:
+            self.pull_trigger()  # at once
+        except OSError:
+            pass  # the loop has ended, or sees ``stopping`` within its 1 s poll
 
 
 def make_server(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREADS,
