@@ -1,12 +1,13 @@
 """The shipped services as a WSGI application, configured from the environment.
 
 Any WSGI server imports ``application`` from here (Apache mod_wsgi: see
-``apache/``). ``python wsgi.py [--host H] [--port P] [--request-timeout S]`` serves it with
-the development server (``tasktypes/devserver.py``); settings are the
-``TASKTYPES_*`` variables of the README's configuration table.
+``apache/``). ``python wsgi.py [--host H] [--port P] [--request-timeout S]``
+serves it with the development server (``tasktypes/devserver.py``); settings
+are the ``TASKTYPES_*`` variables of the README's configuration table.
 """
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -53,8 +54,10 @@ def main():
         serve(application, args.host, args.port, request_timeout=args.request_timeout,
               ready=ready)
     except CannotListen as exc:
-        sys.exit("tasktypes: %s; is another server running there? Choose another "
-                 "port with --port." % exc.strerror)
+        hint = ("is another server running there? Choose another port with --port."
+                if exc.errno == errno.EADDRINUSE else
+                "choose another address with --host and --port.")
+        sys.exit("tasktypes: %s; %s" % (exc.strerror, hint))
 
 
 if __name__ == "__main__":
