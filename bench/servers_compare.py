@@ -18,6 +18,7 @@ started by this module (``--serve``).
 
 import argparse
 import http.client
+import importlib.util
 import json
 import os
 import signal
@@ -152,9 +153,7 @@ def main(argv=None):
     if args.serve:
         return serve(args.serve, args.app, args.port, args.cpu)
 
-    try:
-        import cheroot  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("cheroot") is None:
         sys.exit("cheroot is not installed: pip install -e \".[bench]\"")
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu = client_cpus = None
