@@ -15,6 +15,10 @@ os.environ.setdefault("TASKTYPES_STORE", "redis")
 os.environ.setdefault("TASKTYPES_REDIS_URL", "@REDIS_URL@")
 # os.environ.setdefault("TASKTYPES_PUBLIC_URL", "https://tasktypes.example.com")
 # os.environ.setdefault("TASKTYPES_WORKERS", "8")
+# Each m_wait holds one of the threads= of tasktypes-redis.conf (15) for up to
+# TASKTYPES_MAX_WAIT seconds: at most about half of them may wait, further
+# m_wait calls get Server.Busy, so other calls always find a thread.
+os.environ.setdefault("TASKTYPES_MAX_WAITERS", "7")
 
 # wsgi.py configures logging only under `python wsgi.py`. Here records reach
 # stderr, which mod_wsgi writes to Apache's error log (it adds time and pid),

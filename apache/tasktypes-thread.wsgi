@@ -14,6 +14,10 @@ import sys
 os.environ.setdefault("TASKTYPES_STORE", "thread")
 # os.environ.setdefault("TASKTYPES_PUBLIC_URL", "https://tasktypes.example.com")
 # os.environ.setdefault("TASKTYPES_WORKERS", "8")
+# Each m_wait holds one of the threads= of tasktypes-thread.conf (25) for up to
+# TASKTYPES_MAX_WAIT seconds: at most about half of them may wait, further
+# m_wait calls get Server.Busy, so other calls always find a thread.
+os.environ.setdefault("TASKTYPES_MAX_WAITERS", "12")
 
 # wsgi.py configures logging only under `python wsgi.py`. Here records reach
 # stderr, which mod_wsgi writes to Apache's error log (it adds time and pid),

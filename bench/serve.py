@@ -1,4 +1,4 @@
-"""The shipped ``wsgi.py`` application under cheroot, with its store first
+"""The shipped ``wsgi.py`` application under the dev server, with its store first
 filled with finished tasks: the lookup benchmark's server for the thread
 store, whose tasks live in the server process.
 

@@ -81,7 +81,8 @@ def tasktypes_env(store, redis_url=None):
 
 
 def cheroot_server(store, redis_url=None, fill=0):
-    """``python wsgi.py`` (cheroot, 32 threads); with ``fill``, the bench's
+    """``python wsgi.py`` (the dev server, 32 threads; the kind is still
+    called "cheroot", its server before waitress); with ``fill``, the bench's
     own launcher, which first fills the thread store with that many
     finished tasks through the store's API."""
     if fill:

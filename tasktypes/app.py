@@ -24,7 +24,7 @@ from spyne import Application, Fault
 
 from .jsonrpc import DEFAULT_MAX_BATCH, JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
-from .decorator import DEFAULT_MAX_WAIT
+from .decorator import DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS, WaitSlots
 from .errors import TaskError
 from .openrpc import DISCOVER, openrpc_json
 from .store import ThreadStore
@@ -157,25 +157,29 @@ def _static_json(body):
 def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
                      public_url=None, max_body=DEFAULT_MAX_BODY,
                      max_wait=DEFAULT_MAX_WAIT, admin_token=None,
-                     max_batch=DEFAULT_MAX_BATCH):
+                     max_batch=DEFAULT_MAX_BATCH, max_waiters=DEFAULT_MAX_WAITERS):
     """The WSGI application serving ``services`` over SOAP and JSON-RPC.
 
     ``store`` keeps task state (a new ``ThreadStore`` if not given);
     ``public_url`` is the base URL for the WSDL's address (default: each
     request's own); ``max_body`` limits request bodies in bytes; ``max_wait``
-    caps ``m_wait`` in seconds; ``admin_token`` turns on the operator's task
-    list (``/tasks``, ``/dashboard``: tasktypes.tasklist); ``max_batch``
-    bounds the calls of one JSON-RPC batch.
+    caps ``m_wait`` in seconds; ``max_waiters`` m_wait calls at most wait at
+    once, more get ``Busy`` (keep it under the server's threads);
+    ``admin_token`` turns on the operator's task list (``/tasks``,
+    ``/dashboard``: tasktypes.tasklist); ``max_batch`` bounds the calls of one
+    JSON-RPC batch.
     """
     if store is None:
         store = ThreadStore()
     quiet_spyne_logs()
+    wait_slots = WaitSlots(max_waiters)  # shared by SOAP and JSON-RPC
 
     def spyne_app(protocol_in, protocol_out):
         app = Application(services, tns, name=name,
                           in_protocol=protocol_in, out_protocol=protocol_out)
         app.tasktypes_store = store
         app.tasktypes_max_wait = max_wait
+        app.tasktypes_wait_slots = wait_slots
         return app
 
     jsonrpc_app = spyne_app(JsonRpc20(), JsonRpc20())

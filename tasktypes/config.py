@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .app import DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT
+from .app import DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS
 from .jsonrpc import DEFAULT_MAX_BATCH
 from .limits import DEFAULT_MAX_RESULT
 from .store import DEFAULT_RESULT_TTL, DEFAULT_WORKERS
@@ -36,6 +36,7 @@ class Settings:
     admin_token: str = None
     max_result: int = DEFAULT_MAX_RESULT
     max_batch: int = DEFAULT_MAX_BATCH
+    max_waiters: int = DEFAULT_MAX_WAITERS
 
     @classmethod
     def from_environ(cls, environ=None):
@@ -63,6 +64,7 @@ class Settings:
             admin_token=get("TASKTYPES_ADMIN_TOKEN", _token, d.admin_token, secret=True),
             max_result=get("TASKTYPES_MAX_RESULT", _positive(int), d.max_result),
             max_batch=get("TASKTYPES_MAX_BATCH", _positive(int), d.max_batch),
+            max_waiters=get("TASKTYPES_MAX_WAITERS", _positive(int), d.max_waiters),
         )
 
     def make_store(self):
@@ -89,7 +91,7 @@ class Settings:
         """Keyword arguments of ``make_application`` that come from here."""
         return {"public_url": self.public_url, "max_body": self.max_body,
                 "max_wait": self.max_wait, "admin_token": self.admin_token,
-                "max_batch": self.max_batch}
+                "max_batch": self.max_batch, "max_waiters": self.max_waiters}
 
 
 def _choice(*allowed):

@@ -27,10 +27,14 @@ from collections import namedtuple
 from spyne import Array, Double, Integer64
 from spyne.decorator import rpc
 
+from .errors import Busy
 from .model import TaskInfoResponse, TaskLogLine, TaskProgressResponse
 
 #: Longest m_wait in seconds, unless the application says otherwise.
 DEFAULT_MAX_WAIT = 30.0
+#: m_wait calls in progress at once per application, unless it says
+#: otherwise: half of the dev server's 32 threads, so waits never take them all.
+DEFAULT_MAX_WAITERS = 16
 
 #: Every task type by its ``key``, so a child process that imports the
 #: service module can find the body to run.
@@ -94,6 +98,32 @@ def wait_budget(ctx):
         return max_wait
     deadline = environ.setdefault("tasktypes.wait_deadline", time.monotonic() + max_wait)
     return max(0.0, deadline - time.monotonic())
+
+
+class WaitSlots:
+    """At most ``limit`` m_wait calls at once: each holds a server thread, and
+    a server whose threads all wait answers nobody else. One per application,
+    shared by its protocols.
+
+        with slots:          # Busy if ``limit`` calls wait already
+            store.wait(...)
+    """
+
+    def __init__(self, limit=DEFAULT_MAX_WAITERS):
+        self.limit = limit
+        self._free = threading.BoundedSemaphore(limit)
+
+    def __enter__(self):
+        if not self._free.acquire(blocking=False):
+            raise Busy("%d m_wait calls are in progress already, the most this "
+                       "server allows; poll the task's progress instead" % self.limit)
+
+    def __exit__(self, *exc):
+        self._free.release()
+
+
+#: The slots of applications not built by ``make_application``.
+_default_wait_slots = WaitSlots()
 
 
 def default_store():
@@ -177,7 +207,9 @@ def _publish_controls(cls, task_type, result_kparams):
         return TaskProgressResponse.of(store_of(ctx).cancel(task_type, task_id))
 
     def wait(ctx, task_id, timeout):
-        state = store_of(ctx).wait(task_type, task_id, min(timeout, wait_budget(ctx)))
+        slots = getattr(ctx.app, "tasktypes_wait_slots", None) or _default_wait_slots
+        with slots:
+            state = store_of(ctx).wait(task_type, task_id, min(timeout, wait_budget(ctx)))
         return TaskProgressResponse.of(state)
 
     def log(ctx, task_id, after):

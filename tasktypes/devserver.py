@@ -1,49 +1,173 @@
-"""A multi-threaded HTTP server for development and tests.
-
-cheroot (CherryPy's server) answers progress polls while other requests are
-in flight, and costs far less per request than ``wsgiref`` with
-``ThreadingMixIn``. Production deployments use Apache mod_wsgi (``apache/``).
+"""The HTTP server of ``python wsgi.py``, tests and the benchmark.
 
     serve(application, "127.0.0.1", 8000)      # until Ctrl-C or SIGTERM
+
+It is waitress, because no idle or slow client may hold a server thread:
+waitress reads each request whole (headers and body) in one event loop and
+only then hands it to one of its threads, so 40 sockets that send nothing,
+trickle their headers or stall mid-body cost a file descriptor each, not a
+thread. A thread-per-connection server (cheroot, which this was) gives each
+of them a thread until its socket timeout; an ``echo`` then waited 22 s
+behind 60 stalled bodies under cheroot, 10 ms under waitress, and waitress
+also spends a little less CPU per request (``python -m bench.servers_compare``).
+
+What waitress lacks, added here:
+
+- A total deadline per request. waitress closes a connection only after
+  ``channel_timeout`` seconds WITHOUT activity, so a client sending a byte
+  every few seconds keeps its half-read request forever. ``DeadlineServer``
+  closes a connection whose request has not arrived whole within
+  ``request_timeout`` seconds of its first byte.
+- Refusing ``Content-Length`` together with ``Transfer-Encoding`` (400, then
+  the connection is closed with whatever followed): waitress lets chunked
+  win, as HTTP allows, but a proxy in front may have read the same bytes by
+  the length, and the rest as a second request (request smuggling).
+- Its defaults: 100 connections at most through ``select()``, which cannot
+  watch descriptors above 1023 (FD_SETSIZE); here ``poll()`` and a limit
+  under the process's file limit. At the limit waitress stops accepting and
+  new clients wait in the listen backlog until a connection closes. Bodies
+  are buffered up to the application's ``max_body`` (beyond it waitress
+  answers 413 itself), not waitress's 1 GiB.
+
+Production deployments use Apache mod_wsgi (``apache/``), where
+mod_reqtimeout does the same job.
 """
 
+import resource
 import signal
 import threading
+import time
 
-from cheroot.wsgi import Server
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
+from waitress.server import TcpWSGIServer
 
-#: Server threads; each waiting ``m_wait`` holds one.
+#: Threads running requests. Each waiting ``m_wait`` holds one, which is why
+#: ``TASKTYPES_MAX_WAITERS`` defaults to half of these.
 DEFAULT_THREADS = 32
+#: Seconds a request may take to arrive whole, from its first byte.
+DEFAULT_REQUEST_TIMEOUT = 30.0
+#: Seconds an idle keep-alive connection is kept.
+IDLE_TIMEOUT = 60
+#: Most connections open at once (fewer if the process may open fewer files).
+MAX_CONNECTIONS = 1000
 
 
-def make_server(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREADS):
-    server = Server((host, port), application, numthreads=threads,
-                    server_name="tasktypes")
-    # Bodies are limited by the application (TASKTYPES_MAX_BODY, HTTP 413);
-    # cheroot's own limit would answer first with a bare page.
-    server.max_request_body_size = 0
-    # Idle keep-alive connections must not hold up a stop for long.
-    server.shutdown_timeout = 1
-    # cheroot closes idle keep-alive connections beyond 10 by default, and a
-    # client that sent its next poll just then sees "connection reset".
-    server.keep_alive_conn_limit = 1024
-    server.request_queue_size = 128
-    return server
+class CannotListen(OSError):
+    """The server cannot listen on its address (a port in use, say)."""
 
 
-def serve(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREADS):
+class _Parser(HTTPRequestParser):
+    def __init__(self, adj):
+        super().__init__(adj)
+        self.started = time.monotonic()  # first byte of this request
+
+    def parse_header(self, header_plus):
+        super().parse_header(header_plus)
+        # waitress has already removed Transfer-Encoding from HTTP/1.1
+        # headers when it set ``chunked``.
+        if "CONTENT_LENGTH" in self.headers and (
+                self.chunked or "TRANSFER_ENCODING" in self.headers):
+            raise ParsingError("both Content-Length and Transfer-Encoding")
+
+
+class _Channel(HTTPChannel):
+    parser_class = _Parser
+
+
+class DeadlineServer(TcpWSGIServer):
+    """waitress's TCP server, with a total deadline per request."""
+
+    channel_class = _Channel
+
+    def __init__(self, application, request_timeout=DEFAULT_REQUEST_TIMEOUT, **options):
+        self.request_timeout = request_timeout
+        self.stopping = False
+        super().__init__(application, adj=Adjustments(**options))
+
+    def maintenance(self, now):
+        super().maintenance(now)  # idle connections
+        cutoff = time.monotonic() - self.request_timeout
+        for channel in self.active_channels.values():
+            request = channel.request  # read, not yet complete
+            if request is not None and not channel.requests and request.started < cutoff:
+                channel.will_close = True
+
+    def run(self):
+        """Serve until ``stop()``, SIGTERM or Ctrl-C."""
+        try:
+            while not self.stopping:
+                wasyncore.loop(timeout=self.adj.asyncore_loop_timeout, map=self._map,
+                               use_poll=True, count=1)
+        except (SystemExit, KeyboardInterrupt):
+            pass
+        finally:
+            self.task_dispatcher.shutdown(timeout=1)
+            wasyncore.close_all(self._map)
+
+    def stop(self):
+        """Make ``run()`` return (from another thread) within a second."""
+        self.stopping = True
+        try:
+            self.pull_trigger()  # at once
+        except OSError:
+            pass  # the loop has ended, or sees ``stopping`` within its 1 s poll
+
+
+def make_server(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREADS,
+                request_timeout=DEFAULT_REQUEST_TIMEOUT):
+    """A ``DeadlineServer`` listening on ``host:port`` (port 0: any free
+    one); ``CannotListen`` if it cannot."""
+    max_body = getattr(application, "max_body", None)  # TaskTypesApplication's
+    options = dict(
+        host=host, port=port, threads=threads, server_name=host, ident="tasktypes",
+        connection_limit=_connection_limit(), asyncore_use_poll=True,
+        channel_timeout=IDLE_TIMEOUT,
+        # maintenance() runs this often: the deadline is kept to a second.
+        cleanup_interval=1,
+        # A client that drops its connection is not the server's error.
+        log_socket_errors=False)
+    if max_body:
+        options["max_request_body_size"] = max_body + 1  # waitress refuses >= this
+    try:
+        return DeadlineServer(application, request_timeout, **options)
+    except OSError as exc:
+        raise CannotListen(exc.errno, "cannot listen on %s:%d: %s"
+                           % (host, port, exc.strerror or exc)) from None
+
+
+def _connection_limit():
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    # leave descriptors for the store, its workers, logs and Redis
+    return max(16, min(MAX_CONNECTIONS, soft - 100))
+
+
+def serve(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREADS,
+          request_timeout=DEFAULT_REQUEST_TIMEOUT, ready=None):
     """Serve until Ctrl-C or SIGTERM, then close the application (its store
-    reports its tasks instead of leaving them to a heartbeat that stops)."""
-    server = make_server(application, host, port, threads)
+    reports its tasks instead of leaving them to a heartbeat that stops).
+    ``ready(url)`` is called once the server listens; ``CannotListen`` if it
+    cannot."""
+    try:
+        server = make_server(application, host, port, threads, request_timeout)
+    except CannotListen:
+        application.close()
+        raise
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        server.safe_start()
+        if ready is not None:
+            ready("http://%s:%s" % (host, server.effective_port))
+        server.run()
     finally:
         application.close()
 
 
 def _exit_on_sigterm(signum, frame):
-    raise SystemExit(0)  # cheroot's safe_start stops the server on SystemExit
+    raise SystemExit(0)  # DeadlineServer.run stops on SystemExit
 
 
 class BackgroundServer:
@@ -53,15 +177,14 @@ class BackgroundServer:
             requests.get(url + "/soap?wsdl")
     """
 
-    def __init__(self, application, host="127.0.0.1", port=0, threads=DEFAULT_THREADS):
-        self.server = make_server(application, host, port, threads)
+    def __init__(self, application, host="127.0.0.1", port=0, threads=DEFAULT_THREADS,
+                 request_timeout=DEFAULT_REQUEST_TIMEOUT):
+        self.server = make_server(application, host, port, threads, request_timeout)
 
     def __enter__(self):
-        self.server.prepare()
-        host, port = self.server.bind_addr[:2]
-        self.thread = threading.Thread(target=self.server.serve, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        return "http://%s:%d" % (host, port)
+        return "http://%s:%s" % (self.server.effective_host, self.server.effective_port)
 
     def __exit__(self, *exc):
         self.server.stop()

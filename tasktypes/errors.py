@@ -43,7 +43,8 @@ class StoreUnavailable(TaskError):
 
 
 class Busy(TaskError):
-    """The queue of waiting tasks is full."""
+    """The queue of waiting tasks is full, or too many ``m_wait`` calls are
+    in progress (``TASKTYPES_MAX_WAITERS``)."""
 
 
 class InvalidProgress(ValueError):

@@ -147,6 +147,8 @@ ErrorLog "{root}/error.log"
 LogLevel warn wsgi:info
 LoadModule mpm_event_module {modules}/mod_mpm_event.so
 LoadModule authz_core_module {modules}/mod_authz_core.so
+# The shipped configurations set RequestReadTimeout (slow clients).
+LoadModule reqtimeout_module {modules}/mod_reqtimeout.so
 {module_config}
 WSGISocketPrefix "{root}/run/wsgi"
 StartServers 1
@@ -331,6 +333,47 @@ def test_thread_jsonrpc_task_flow(thread_apache):
     progress = wait_until(finished, 20, 0.05)
     assert progress["progress"] == 1.0
     assert jsonrpc(url, "countdown_result", [task_id], 3) == 3
+
+
+def test_thread_trickling_client_is_cut_off_by_apache(thread_apache):
+    """mod_reqtimeout as the shipped configuration sets it: a client sending
+    its headers one byte every 0.5 s (1,000 times slower than its MinRate) is
+    cut off after the header timeout (10 s): the connection closed, with a
+    408 if its request line had arrived. A plain echo from another client is
+    answered meanwhile."""
+    import socket
+
+    head = (b"POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-Padding: " + b"p" * 200 + b"\r\n\r\n")
+    started = time.monotonic()
+    answer = b""
+    echo_seconds = None
+    with socket.create_connection(("127.0.0.1", thread_apache.port), 10) as sock:
+        sock.settimeout(0.5)
+        for i, byte in enumerate(head):
+            try:
+                chunk = sock.recv(4096)
+            except socket.timeout:
+                chunk = None
+            if chunk is not None:  # an answer, or b"" when Apache closed
+                answer = chunk
+                break
+            if time.monotonic() - started > 60:
+                break
+            sock.send(bytes([byte]))
+            if i == 2:
+                echo_started = time.monotonic()
+                assert jsonrpc(thread_apache.url, "echo", ["meanwhile"]) == "meanwhile"
+                echo_seconds = time.monotonic() - echo_started
+    cut_after = time.monotonic() - started
+    assert echo_seconds is not None, "Apache answered the trickler at once: %r" % answer
+    print("Apache cut the trickler off after %.1f s (%r); echo meanwhile %.1f ms"
+          % (cut_after, answer[:12], echo_seconds * 1000))
+    assert i < len(head) - 1, "the whole request went through"
+    # 10 s, the shipped header timeout: not 20 s, mod_reqtimeout's default
+    assert 8 < cut_after < 18, cut_after
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert echo_seconds < 5
 
 
 def test_thread_store_gives_no_multiprocess_warning(thread_apache):

@@ -11,8 +11,9 @@ from tasktypes.devserver import BackgroundServer
 
 
 def test_forty_keep_alive_pollers_see_no_connection_resets():
-    # cheroot closes idle keep-alive connections beyond 10 unless told
-    # otherwise; a poller that sent its next request just then got a reset.
+    # cheroot, the dev server before waitress, closed idle keep-alive
+    # connections beyond 10; a poller that sent its next request just then
+    # got a reset. Any server here must keep 40 pollers' connections.
     store = ThreadStore()
     body = json.dumps({"jsonrpc": "2.0", "method": "echo", "params": ["x"],
                        "id": 1}).encode()
