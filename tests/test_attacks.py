@@ -1,0 +1,350 @@
+"""Careless and hostile clients against the real ``python wsgi.py`` over HTTP.
+
+Each test sends what once broke the service (issue "Hardening") and checks
+that it gets a fast, clear refusal, or is served correctly, and that a plain
+``echo`` from another client is answered meanwhile. The echo times are
+printed (``-s`` shows them); the bound asserted is a generous functional one
+(the machine running the suite is shared and loaded), far below the stalls
+these attacks caused: 54 s, 30 s, an empty HTTP 500.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import jsonrpc, wait_until
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+#: An echo slower than this while an attack runs means the attack held the server.
+STALLED = 1.0
+
+
+def raw_post(url, path, body, headers=None, timeout=30):
+    """POST ``body`` with exactly these headers: (status, headers, body bytes)."""
+    host, port = url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("POST", path, body, headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def echo_seconds(url):
+    started = time.perf_counter()
+    status, _, body = raw_post(url, "/jsonrpc", json.dumps(
+        {"jsonrpc": "2.0", "method": "echo", "params": ["x"], "id": 1}),
+        {"Content-Type": "application/json"})
+    assert status == 200 and json.loads(body)["result"] == "x"
+    return time.perf_counter() - started
+
+
+def while_echoing(url, attack):
+    """Run ``attack()`` in a thread while echoing; (its result, the echo
+    times during it, the median echo time before)."""
+    before = statistics.median(echo_seconds(url) for _ in range(5))
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(value=attack()))
+    thread.start()
+    during = []
+    while thread.is_alive() or not during:
+        during.append(echo_seconds(url))
+        time.sleep(0.02)
+    thread.join()
+    print("echo %.1f ms before, at most %.1f ms during (%d echoes)"
+          % (before * 1000, max(during) * 1000, len(during)))
+    assert max(during) < STALLED, during
+    return outcome.get("value"), during, before
+
+
+def soap_request(inner, encoding="utf-8", declare=None):
+    """A SOAP envelope around ``inner`` (text), encoded."""
+    decl = '<?xml version="1.0" encoding="%s"?>' % declare if declare else ""
+    text = ('%s<soap:Envelope xmlns:soap="%s" xmlns:t="tasktypes"><soap:Body>%s'
+            '</soap:Body></soap:Envelope>' % (decl, SOAP_ENV, inner))
+    return text.encode(encoding)
+
+
+def soap_fault(url, body, content_type="text/xml; charset=utf-8"):
+    """(faultcode, seconds) of posting ``body``: it must be a SOAP fault."""
+    started = time.perf_counter()
+    status, _, reply = raw_post(url, "/soap", body, {"Content-Type": content_type})
+    seconds = time.perf_counter() - started
+    assert status == 500 and b"Fault>" in reply, (status, reply[:300])
+    code = reply.split(b"<faultcode>")[1].split(b"</faultcode>")[0].decode()
+    return code.split(":", 1)[-1], seconds
+
+
+@pytest.fixture
+def server(service_process):
+    return service_process({"TASKTYPES_RESULT_TTL": "2"})
+
+
+# -- XML ----------------------------------------------------------------------
+
+def test_an_element_with_100000_attributes_is_refused_at_once(server):
+    """Guards: 1 MB of attributes on one element (quadratic in spyne's
+    attribute reading: it held the GIL for 54 s) is refused before spyne
+    sees it, and other clients are served meanwhile."""
+    attrs = " ".join('a%d="1"' % i for i in range(100_000))
+    body = soap_request('<t:echo %s><t:text>x</t:text></t:echo>' % attrs)
+    (code, seconds), _, _ = while_echoing(server.url, lambda: soap_fault(server.url, body))
+    assert code == "Client.TooManyAttributes"
+    assert seconds < 2, seconds
+
+
+@pytest.mark.parametrize("inner,code", [
+    ("<t:echo>%s<t:text>x</t:text>%s</t:echo>" % ("<a>" * 100, "</a>" * 100), "Client.TooDeep"),
+    ("<t:echo>%s</t:echo>" % ("<a/>" * 60_000), "Client.TooManyElements"),
+    ("<t:echo><t:%s>x</t:%s></t:echo>" % ("n" * 2000, "n" * 2000), "Client.NameTooLong"),
+])
+def test_structure_limits(server, inner, code):
+    """Guards: elements, depth and name lengths are bounded, each a client fault."""
+    assert soap_fault(server.url, soap_request(inner))[0] == code
+
+
+@pytest.mark.parametrize("body,content_type,code", [
+    # UTF-7 hides "<!DOCTYPE" from a byte search: refused for its encoding.
+    (b'<?xml version="1.0" encoding="UTF-7"?>+ADw-!DOCTYPE x+AD4-<a/>',
+     "text/xml", "Client.UnsupportedEncoding"),
+    (soap_request("<t:echo><t:text>x</t:text></t:echo>"), "text/xml; charset=utf-7",
+     "Client.UnsupportedEncoding"),
+    (soap_request("<t:echo><t:text>x</t:text></t:echo>"), "text/xml; charset=x-nonsense",
+     "Client.UnsupportedEncoding"),
+    # declared UTF-8, bytes of Latin-1
+    (soap_request("<t:echo><t:text>caf\u00e9</t:text></t:echo>", "latin-1"),
+     "text/xml; charset=utf-8", "Client.EncodingMismatch"),
+    # UTF-16 bytes, header says UTF-8
+    (soap_request("<t:echo><t:text>x</t:text></t:echo>", "utf-16"),
+     "text/xml; charset=utf-8", "Client.EncodingMismatch"),
+    # UTF-8 bytes, the declaration says UTF-16
+    (soap_request("<t:echo><t:text>x</t:text></t:echo>", declare="UTF-16"),
+     "text/xml", "Client.EncodingMismatch"),
+    (b"--b\r\nContent-Type: text/xml\r\n\r\n<a/>\r\n--b--", "multipart/related; boundary=b",
+     "Client.UnsupportedMediaType"),
+    (soap_request('<!DOCTYPE a [<!ENTITY e "x">]><t:echo/>', "utf-16"), "text/xml",
+     "Client.DTDNotAllowed"),
+    (b"<not-soap/>", "text/xml", "Client"),
+])
+def test_encoding_tricks_and_odd_bodies_are_client_faults(server, body, content_type, code):
+    """Guards: only UTF-8 and UTF-16, matching every declaration; a DTD is
+    found after decoding; odd bodies are client faults, never an empty 500."""
+    found, _ = soap_fault(server.url, body, content_type)
+    assert found.startswith(code), found
+    assert "Traceback" not in server.read_log()
+
+
+def test_utf16_requests_are_served(server):
+    body = soap_request("<t:echo><t:text>h\u00e9</t:text></t:echo>", "utf-16",
+                        declare="UTF-16")
+    status, _, reply = raw_post(server.url, "/soap", body,
+                                {"Content-Type": "text/xml; charset=utf-16"})
+    assert status == 200 and "h\u00e9".encode() in reply, reply
+
+
+def test_the_soap_body_limit_is_max_body(server):
+    """Guards: SOAP's limit is TASKTYPES_MAX_BODY (10 MiB), not spyne's own
+    2 MiB: a 3 MB echo is served."""
+    body = soap_request("<t:echo><t:text>%s</t:text></t:echo>" % ("x" * 3_000_000))
+    status, _, reply = raw_post(server.url, "/soap", body, {"Content-Type": "text/xml"})
+    assert status == 200 and reply.count(b"x") >= 3_000_000, reply[:300]
+    host, port = server.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (11 * 1024 * 1024))
+        assert sock.recv(100).startswith(b"HTTP/1.1 413")  # before the body is sent
+
+
+def test_a_bad_host_header_is_refused(server):
+    """Guards: a Host with control characters is not echoed into the WSDL."""
+    host, port = server.url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("GET", "/soap?wsdl", skip_host=True)
+    conn.putheader("Host", "evil\x01\"<x>")
+    conn.endheaders()
+    assert conn.getresponse().status == 400
+    conn.close()
+
+
+# -- JSON-RPC ---------------------------------------------------------------------
+
+def post_json(url, body, content_type="application/json"):
+    status, _, reply = raw_post(url, "/jsonrpc", body, {"Content-Type": content_type})
+    return status, reply
+
+
+def test_jsonrpc_takes_application_json_only(server):
+    """Guards: a form or text/plain post (what a web page can make a
+    visitor's browser send without asking, CSRF) is refused with 415."""
+    call = json.dumps({"jsonrpc": "2.0", "method": "echo", "params": ["x"], "id": 1})
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", ""):
+        assert post_json(server.url, call, content_type)[0] == 415
+    assert post_json(server.url, call, "application/json; charset=utf-8")[0] == 200
+
+
+def test_an_id_json_cannot_hold_costs_its_own_call_only(server):
+    """Guards: an id of 1e400 (infinity) once turned the whole reply into an
+    empty HTTP 500; now that call gets -32600 with a null id, and in a
+    batch the other calls' replies arrive."""
+    status, reply = post_json(server.url, '{"jsonrpc": "2.0", "method": "echo", '
+                                          '"params": ["x"], "id": 1e400}')
+    assert status == 200
+    assert json.loads(reply)["error"]["code"] == -32600
+    batch = ('[{"jsonrpc": "2.0", "method": "countdown", "params": [0, 0], "id": 1},'
+             ' {"jsonrpc": "2.0", "method": "echo", "params": ["y"], "id": 1e400},'
+             ' {"jsonrpc": "2.0", "method": "echo", "params": [1e400], "id": 3},'
+             ' {"jsonrpc": "2.0", "method": "echo", "params": ["z"], "id": 4}]')
+    status, reply = post_json(server.url, batch)
+    assert status == 200
+    by_id = {r["id"]: r for r in json.loads(reply)}
+    assert by_id[1]["result"]["task_id"] > 0
+    assert by_id[None]["error"]["code"] == -32600
+    assert by_id[3]["error"]["code"] == -32602
+    assert by_id[4]["result"] == "z"
+
+
+def test_a_huge_batch_is_one_refusal_and_one_log_line(server):
+    """Guards: a batch over TASKTYPES_MAX_BATCH (1000) is refused whole, at
+    once, as one -32600; a batch of 1000 unknown methods writes one log
+    line, not 1000."""
+    calls = [{"jsonrpc": "2.0", "method": "nope%d" % i, "id": i} for i in range(170_000)]
+    started = time.perf_counter()
+    status, reply = post_json(server.url, json.dumps(calls))
+    assert time.perf_counter() - started < 5
+    error = json.loads(reply)
+    assert status == 200 and error["error"]["code"] == -32600 and error["id"] is None
+    assert "1000" in error["error"]["message"]
+    status, reply = post_json(server.url, json.dumps(calls[:1000]))
+    assert [r["error"]["code"] for r in json.loads(reply)] == [-32601] * 1000
+    wait_until(lambda: "request of 1000 calls" in server.read_log(), 5)
+    assert server.read_log().count("nope") <= 2
+
+
+# -- tasks ------------------------------------------------------------------------
+
+def test_shipped_methods_refuse_unbounded_arguments(server):
+    """Guards: ``countdown(1, 1e9)`` once parked a worker for good; the
+    shipped services bound their arguments, so it is refused at submit."""
+    with pytest.raises(Exception) as info:
+        jsonrpc(server.url, "countdown", 1, 1e9)
+    assert info.value.code == -32602
+
+
+def test_long_tasks_can_be_cancelled_and_free_their_workers(service_process):
+    """Guards: eight long countdowns (the thread store's eight workers) do
+    not lock the store: cancelled, they stop at their next progress report
+    and the next task runs."""
+    server = service_process()
+    ids = [jsonrpc(server.url, "countdown", 10000, 1)["task_id"] for _ in range(8)]
+    queued = jsonrpc(server.url, "countdown", 0, 0)["task_id"]
+    wait_until(lambda: all(jsonrpc(server.url, "countdown_progress", i)["status"]
+                           == "running" for i in ids), 10)
+    assert jsonrpc(server.url, "countdown_progress", queued)["status"] == "queued"
+    for task_id in ids:
+        assert jsonrpc(server.url, "countdown_cancel", task_id)["status"] == "cancelled"
+    assert jsonrpc(server.url, "countdown_wait", queued, 10)["status"] == "done"
+
+
+# -- Redis ------------------------------------------------------------------------
+
+def redis_server_env(redis_url):
+    return {"TASKTYPES_STORE": "redis", "TASKTYPES_REDIS_URL": redis_url,
+            "TASKTYPES_WORKERS": "2"}
+
+
+def test_a_killed_server_takes_its_workers_with_it(redis_url, service_process):
+    """Guards: SIGKILL of a Redis-store server (its process alone) once left
+    its fork server and workers running, the body writing progress; now
+    every process it started is gone within a couple of seconds."""
+    server = service_process(redis_server_env(redis_url))
+    task_id = jsonrpc(server.url, "countdown", 100, 0.1)["task_id"]
+    wait_until(lambda: jsonrpc(server.url, "countdown_progress", task_id)["progress"] > 0)
+    started = [p for p in server.processes() if p != server.pid]
+    assert len(started) >= 2  # fork server and worker at least
+    os.kill(server.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: not server.processes(), 5, interval=0.05)
+    print("all gone %.2f s after the SIGKILL" % (time.monotonic() - killed))
+    assert time.monotonic() - killed < 3
+
+
+def test_a_paused_redis_costs_a_batch_one_timeout(redis_server, redis_url, service_process):
+    """Guards: with Redis paused (SIGSTOP), a batch of 15 progress calls
+    once took 30 s (a 2 s timeout per call); now the batch gets
+    StoreUnavailable within about one timeout, and echo stays fast."""
+    server = service_process(redis_server_env(redis_url))
+    task_id = jsonrpc(server.url, "countdown", 0, 0)["task_id"]
+    batch = json.dumps([{"jsonrpc": "2.0", "method": "countdown_progress",
+                         "params": [task_id], "id": i} for i in range(15)])
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        def attack():
+            started = time.perf_counter()
+            status, reply = post_json(server.url, batch)
+            return time.perf_counter() - started, json.loads(reply)
+        (seconds, replies), _, _ = while_echoing(server.url, attack)
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    assert [r["error"]["code"] for r in replies] == [-32010] * 15
+    assert seconds < 4, seconds  # one 2 s timeout, not 15
+
+
+def test_forged_leases_do_not_block_a_method(redis_url, service_process):
+    """Guards: leases of ``_max_running`` with scores far beyond the lease
+    time (written by whoever can write to Redis) are ignored."""
+    server = service_process(redis_server_env(redis_url))
+    client = redis.Redis.from_url(redis_url)
+    slots = [k for k in client.keys("tasktypes:slots:*")]
+    key = slots[0] if slots else b"tasktypes:slots:service.task_service:TaskService.slowTask"
+    far = (time.time() + 10 ** 9) * 1000
+    client.zadd(key, {"111": far, "222": far})
+    task_id = jsonrpc(server.url, "slowTask", 0.1)["task_id"]
+    assert jsonrpc(server.url, "slowTask_wait", task_id, 10)["status"] == "done"
+
+
+def test_junk_on_the_ended_channel_changes_nothing(redis_url, service_process):
+    """Guards: bytes of any kind published on ``tasktypes:ended`` neither
+    stop the listener nor flood the log; waits still wake."""
+    server = service_process(redis_server_env(redis_url))
+    client = redis.Redis.from_url(redis_url)
+    task_id = jsonrpc(server.url, "countdown", 20, 0.05)["task_id"]
+    for junk in (b"\xff\xfe\x00", b"x" * 100_000, b"-1", b"") * 50:
+        client.publish("tasktypes:ended", junk)
+    state = jsonrpc(server.url, "countdown_wait", task_id, 10)
+    assert state["status"] == "done"
+    assert server.read_log().count("malformed message") <= 1
+
+
+def test_memory_comes_back_after_the_attacks(server):
+    """Guards: what the attacks above send is not kept: the server's memory
+    is back near where it started once they end and their tasks expire."""
+    def rss():
+        with open("/proc/%d/status" % server.pid) as f:
+            return int(next(l for l in f if l.startswith("VmRSS")).split()[1]) // 1024
+    for _ in range(20):
+        echo_seconds(server.url)
+    jsonrpc(server.url, "countdown", 0, 0)
+    before = rss()
+    attrs = " ".join('a%d="1"' % i for i in range(100_000))
+    for _ in range(5):
+        soap_fault(server.url, soap_request('<t:echo %s/>' % attrs))
+        post_json(server.url, json.dumps([{"jsonrpc": "2.0", "method": "echo",
+                                           "params": ["x" * 100], "id": i}
+                                          for i in range(1000)]))
+        raw_post(server.url, "/soap", soap_request("<t:echo><t:text>%s</t:text></t:echo>"
+                                                   % ("x" * 3_000_000)),
+                 {"Content-Type": "text/xml"})
+    time.sleep(3)  # results expire (TTL 2 s)
+    jsonrpc(server.url, "countdown", 0, 0)
+    after = rss()
+    print("server RSS %d MiB before the attacks, %d MiB after" % (before, after))
+    assert after - before < 10, (before, after)
