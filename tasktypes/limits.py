@@ -20,10 +20,11 @@ DEFAULT_MAX_RESULT = 1024 * 1024
 
 def cut(text, limit):
     """``text`` if it has at most ``limit`` characters, else its start and a
-    marker saying how many characters were cut."""
+    marker saying how many characters were cut, ``limit`` characters in all."""
     if len(text) <= limit:
         return text
-    return "%s... [%d chars cut]" % (text[:limit], len(text) - limit)
+    marker = " [... %d chars cut]" % (len(text) - limit)
+    return text[:limit - len(marker)] + marker
 
 
 def cut_middle(text, limit):

@@ -22,7 +22,7 @@ a cancelled or timed-out body may still run.
 
 Start method: ``forkserver``, with tasktypes, spyne, lxml, redis and the
 modules of the registered task types preloaded. ``fork`` from a server
-process is unsafe: cheroot and mod_wsgi run many threads, and a child forked
+process is unsafe: waitress and mod_wsgi run many threads, and a child forked
 while another thread holds a lock (logging, the Redis pool, the import lock)
 can deadlock; under mod_wsgi on 3.11 a fork straight from a request thread
 even exits at once. ``spawn`` is safe but costs ~190 ms per worker against
@@ -46,6 +46,11 @@ multiprocessing-logging is not used: it works only with ``fork``. A shared
 ``multiprocessing.Queue`` is not used either: a worker killed while writing
 to it would leave its lock taken and its pipe corrupt for all others.
 
+Workers end with the server process, however it dies (SIGKILL included):
+each watches the server's pid (``_watch_server``), not its parent, which is
+the fork server; the fork server and the resource tracker exit once the
+last worker is gone.
+
 Limits: workers are daemonic, so a body cannot start ``multiprocessing``
 children of its own (``subprocess`` works).
 """
@@ -67,9 +72,7 @@ from multiprocessing.connection import wait as wait_for
 from .decorator import TASK_TYPES
 from .errors import Busy, StoreUnavailable, TaskStopped
 from .documents import encode_result
-from .redis_store import HEARTBEAT_INTERVAL
-from .runner import run_body
-from .store import error_text, logged_traceback
+from .task_body import error_text, logged_traceback, run_body
 from . import tasklog
 
 logger = logging.getLogger(__name__)
@@ -226,7 +229,7 @@ class ProcessRunner:
                     # After a failed beat, try again soon: a Redis that comes
                     # back must see this server before its heartbeat expires.
                     beaten = self._heartbeat()
-                    next_beat = time.monotonic() + (HEARTBEAT_INTERVAL if beaten
+                    next_beat = time.monotonic() + (self.store.heartbeat_interval if beaten
                                                     else HEARTBEAT_RETRY)
                 self._round(next_beat)
             except Exception:  # never let the thread die: it guards every task

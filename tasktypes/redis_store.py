@@ -96,8 +96,10 @@ from .errors import StoreUnavailable, TaskNotFound, TaskStopped
 from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, cut
 from .model import TaskState, TaskStatus, new_task_id
 from .tasklog import MAX_LINES, READ_LIMIT, LogLine
+from .process_runner import ProcessRunner
 from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS,
-                    QUEUE_PER_WORKER, Store, arguments_text, clamp_progress)
+                    QUEUE_PER_WORKER, Store, arguments_text)
+from .task_body import clamp_progress
 
 logger = logging.getLogger(__name__)
 
@@ -302,14 +304,14 @@ class RedisStore(Store):
     #: process, so only a read finds its tasks lost. (Tests make it long to
     #: prove that the wake-up comes from the channel.)
     reread_interval = HEARTBEAT_INTERVAL
+    #: Seconds between the heartbeats the runner beats for this store.
+    heartbeat_interval = HEARTBEAT_INTERVAL
     #: Until when (monotonic) calls fail at once: Redis timed out (see ``unavailable``).
     _silent_until = 0.0
 
     def __init__(self, redis_url, workers=DEFAULT_WORKERS,
                  result_ttl=DEFAULT_RESULT_TTL, max_queued=None, prefix=KEY_PREFIX,
                  max_result=DEFAULT_MAX_RESULT):
-        from .process_runner import ProcessRunner  # the runner calls back into us
-
         self.redis_url = redis_url
         self.prefix = prefix
         self.result_ttl = result_ttl

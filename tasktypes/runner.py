@@ -17,31 +17,10 @@ import threading
 
 from .documents import fit_result
 from .errors import Busy, TaskStopped
-from .store import error_text, logged_traceback
+from .task_body import error_text, logged_traceback, run_body
 from .tasklog import capturing
 
 logger = logging.getLogger(__name__)
-
-
-class TaskContext:
-    """The ``ctx`` a task body receives: plain data, no request objects, so
-    that it can cross a process boundary (the Redis store runs bodies in
-    child processes)."""
-
-    __slots__ = ("task_id", "method")
-
-    def __init__(self, task_id, method):
-        self.task_id = task_id
-        self.method = method
-
-    def __repr__(self):
-        return "TaskContext(task_id=%r, method=%r)" % (self.task_id, self.method)
-
-
-def run_body(task_type, task_id, args, update_progress):
-    """Call a task body the way every runner does."""
-    return task_type.body(TaskContext(task_id, task_type.name), *args,
-                          update_progress=update_progress)
 
 
 class ThreadRunner:

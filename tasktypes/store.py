@@ -19,16 +19,16 @@ import bisect
 import collections
 import json
 import logging
-import math
 import threading
 import time
-import traceback
 
 from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
                      TaskNotFound, TaskStopped, TaskTimedOut)
-from .limits import DEFAULT_MAX_RESULT, MAX_ERROR, MAX_LOGGED, MAX_MESSAGE, cut, cut_middle
+from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, cut
 from .model import TaskState, TaskStatus, new_task_id
-from .tasklog import TaskLog, cut
+from .runner import ThreadRunner
+from .task_body import clamp_progress, error_text
+from .tasklog import TaskLog
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +46,6 @@ MAX_SCANNED = 1_000
 COUNT_WINDOW = 500
 #: Characters of a task's arguments kept for the operator (cut beyond).
 MAX_ARGUMENT_CHARS = 2000
-
-
-def clamp_progress(fraction):
-    """The progress a task reports, as stored: a float in [0, 1].
-
-    NaN and non-numbers raise ``ValueError`` inside the task, which then fails
-    visibly instead of showing nonsense to every poller.
-    """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
-        raise ValueError("update_progress needs a number between 0 and 1, got %r"
-                         % (fraction,))
-    fraction = float(fraction)
-    if math.isnan(fraction):
-        raise ValueError("update_progress got NaN")
-    return min(1.0, max(0.0, fraction))
 
 
 def arguments_text(task_type, args):
@@ -82,22 +67,6 @@ def _plain(value):
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return str(value)
-
-
-def error_text(exc):
-    """What clients see of an exception: its type and message (cut to
-    ``MAX_ERROR`` characters), no traceback."""
-    text = cut(str(exc), MAX_ERROR)
-    name = type(exc).__name__
-    return "%s: %s" % (name, text) if text else name
-
-
-def logged_traceback(exc):
-    """A failed task's traceback for the server's log, bounded: the frames
-    (cut in the middle past ``MAX_LOGGED``), then ``error_text``."""
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    return "Traceback (most recent call last):\n%s%s" % (
-        cut_middle(frames, MAX_LOGGED), error_text(exc))
 
 
 class Store:
@@ -196,8 +165,6 @@ class ThreadStore(Store):
 
     def __init__(self, workers=DEFAULT_WORKERS, result_ttl=DEFAULT_RESULT_TTL,
                  max_queued=None, max_kept=1_000_000, max_result=DEFAULT_MAX_RESULT):
-        from .runner import ThreadRunner  # the runner calls back into us
-
         self.result_ttl = result_ttl
         self.max_result = max_result
         self.max_kept = max_kept

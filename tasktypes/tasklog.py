@@ -29,6 +29,8 @@ import collections
 import logging
 import threading
 
+from .limits import cut
+
 #: Lines a task keeps; older ones are dropped.
 MAX_LINES = 300
 #: Characters of one line; a longer one is cut, with a marker.
@@ -45,14 +47,6 @@ _formatter = logging.Formatter("%(message)s")  # the message, and a traceback if
 _install_lock = threading.Lock()
 
 
-def cut(message, limit=MAX_CHARS):
-    """``message`` at most ``limit`` characters long, with a marker if cut."""
-    if len(message) <= limit:
-        return message
-    marker = " [... %d chars cut]" % (len(message) - limit)
-    return message[:limit - len(marker)] + marker
-
-
 def line_of(record, prefix=""):
     """``(time, level, message)`` of a log record, as a task's log keeps it;
     ``prefix`` is left out of the message if it starts with it."""
@@ -62,7 +56,7 @@ def line_of(record, prefix=""):
         message = "%r (unformattable: %s)" % (record.msg, exc)
     if prefix and message.startswith(prefix):
         message = message[len(prefix):]
-    return record.created, record.levelname, cut(message)
+    return record.created, record.levelname, cut(message, MAX_CHARS)
 
 
 class TaskLog:

@@ -190,6 +190,28 @@ def redis_url(redis_server):
     redis_server.flush()
 
 
+@pytest.fixture(params=["thread", "redis"])
+def make_store(request):
+    """Factory of stores of the parametrized kind (each test runs once per
+    store: the contract both must keep); all closed afterwards."""
+    from tasktypes.redis_store import RedisStore
+    from tasktypes.store import ThreadStore
+    made = []
+
+    def make(**options):
+        options.setdefault("workers", 4)
+        if request.param == "redis":
+            store = RedisStore(request.getfixturevalue("redis_url"), **options)
+        else:
+            store = ThreadStore(**options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
 class ServiceProcess(ServerProcess):
     """``python wsgi.py`` in a child process: the shipped service as users run it.
 

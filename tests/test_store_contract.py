@@ -18,26 +18,6 @@ from tasktypes.model import TaskStatus
 from tasktypes.store import ThreadStore
 
 
-@pytest.fixture(params=["thread", "redis"])
-def make_store(request):
-    """Factory of stores of the parametrized kind; all closed afterwards."""
-    made = []
-
-    def make(**options):
-        options.setdefault("workers", 4)
-        if request.param == "redis":
-            from tasktypes.redis_store import RedisStore
-            store = RedisStore(request.getfixturevalue("redis_url"), **options)
-        else:
-            store = ThreadStore(**options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
-
-
 @pytest.fixture
 def store(make_store):
     return make_store()

@@ -152,25 +152,6 @@ def test_cancelled_task_shows_its_error(url):
 
 # -- the stores' indexes: bounded, expiring --------------------------------
 
-@pytest.fixture(params=["thread", "redis"])
-def make_store(request):
-    made = []
-
-    def make(**options):
-        options.setdefault("workers", 2)
-        if request.param == "redis":
-            from tasktypes.redis_store import RedisStore
-            store = RedisStore(request.getfixturevalue("redis_url"), **options)
-        else:
-            store = ThreadStore(**options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
-
-
 def run_all(store, name, count, *args):
     tt = task_type(name)
     ids = [store.submit(tt, args).task_id for _ in range(count)]

@@ -10,7 +10,8 @@ from fixtures import logger as fixture_logger, task_type
 
 from tasktypes.errors import TaskNotFound
 from tasktypes.store import ThreadStore
-from tasktypes.tasklog import MAX_CHARS, MAX_LINES, READ_LIMIT, cut
+from tasktypes.limits import cut
+from tasktypes.tasklog import MAX_CHARS, MAX_LINES, READ_LIMIT
 
 
 @pytest.fixture(autouse=True)
@@ -20,25 +21,6 @@ def info_logging():
     fixture_logger.setLevel(logging.INFO)
     yield
     fixture_logger.setLevel(logging.NOTSET)
-
-
-@pytest.fixture(params=["thread", "redis"])
-def make_store(request):
-    made = []
-
-    def make(**options):
-        options.setdefault("workers", 2)
-        if request.param == "redis":
-            from tasktypes.redis_store import RedisStore
-            store = RedisStore(request.getfixturevalue("redis_url"), **options)
-        else:
-            store = ThreadStore(**options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
 
 
 def chatty(store, count, length=10, hold=0.0):
@@ -101,7 +83,7 @@ def test_long_lines_are_cut_with_a_marker(make_store):
     store.wait(tt, task_id, 10)
     (line,) = wait_until(lambda: store.log(tt, task_id, 0))
     full = "1:" + "x" * 5000
-    assert line.message == cut(full)
+    assert line.message == cut(full, MAX_CHARS)
     assert len(line.message) == MAX_CHARS
     assert line.message.endswith("[... %d chars cut]" % (len(full) - MAX_CHARS))
 
