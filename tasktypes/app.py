@@ -21,6 +21,7 @@ import gc
 import io
 import logging
 import re
+import time
 
 from spyne import Application, Fault
 
@@ -55,6 +56,17 @@ except (OSError, AttributeError):  # not glibc
     _malloc_trim = None
 
 
+def _content_length(environ):
+    """The body's length from CONTENT_LENGTH, or 0 if it has none or it is
+    not a plain decimal number (the caller refuses those)."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    return int(length) if length.isascii() and length.isdigit() else 0
+
+
+_released = [0.0]  # monotonic time of the last release
+_RELEASE_EVERY = 1.0
+
+
 def _release_memory():
     """Give the memory a large request used back to the system, at once.
 
@@ -63,8 +75,13 @@ def _release_memory():
     response until the cyclic collector happens to run, which after a few
     large requests may be hundreds of MB later; and glibc keeps what a
     thread freed in that thread's arena. A full collection and
-    ``malloc_trim`` cost a few ms, paid only after bodies over
-    ``_LARGE_BODY``, in proportion to what they cost anyway."""
+    ``malloc_trim`` cost a few ms with a small heap, more with a large one,
+    so they run after bodies over ``_LARGE_BODY`` only, and at most once per
+    ``_RELEASE_EVERY`` seconds whatever the clients send."""
+    now = time.monotonic()
+    if now - _released[0] < _RELEASE_EVERY:
+        return
+    _released[0] = now
     gc.collect()
     if _malloc_trim is not None:
         _malloc_trim(0)
@@ -111,7 +128,7 @@ class TaskTypesApplication:
             return _plain(start_response, refusal[0], refusal[1],
                           [("Connection", "close")])
         result = app(environ, start_response)
-        if int(environ.get("CONTENT_LENGTH") or 0) > _LARGE_BODY:
+        if _content_length(environ) > _LARGE_BODY:
             return _ReleaseAfter(result)
         return result
 
@@ -146,7 +163,7 @@ class TaskTypesApplication:
         too_large = "413 Request Entity Too Large"
         length = environ.get("CONTENT_LENGTH")
         if length:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 return "400 Bad Request", "bad Content-Length: %.40r\n" % length
             size = int(length)
             if size > self.max_body:

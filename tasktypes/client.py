@@ -220,6 +220,9 @@ class TaskClient:
     again after a connection failure (backoff, 2*backoff, 4*backoff...)."""
 
     def __init__(self, url, timeout=30.0, retries=4, backoff=0.25, session=None):
+        if not url.lower().startswith(("http://", "https://")):
+            raise ClientError("the service's URL must start with http:// or https://, "
+                              "not %.80r" % url)
         url = url.rstrip("/")
         self.url = url if url.endswith("/jsonrpc") else url + "/jsonrpc"
         self.timeout = timeout
@@ -277,6 +280,10 @@ class TaskClient:
                              "Accept": "application/json"})
             except (requests.ConnectionError, requests.Timeout) as e:
                 failure = ServerUnreachable("cannot reach %s: %s" % (self.url, _reason(e)))
+            except requests.RequestException as e:  # a bad URL, a reply cut short
+                failure = ServerUnreachable("no answer from %s: %s" % (self.url, _reason(e)))
+                if not isinstance(e, requests.exceptions.ChunkedEncodingError):
+                    raise failure from None
             else:
                 if response.status_code not in _RETRY_STATUSES:
                     return self._result(method, response)
@@ -340,8 +347,13 @@ class Task:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if on_progress is None:
                 chunk = WAIT_CHUNK if left is None else min(WAIT_CHUNK, left)
-                progress = Progress.of(self._control(
-                    "wait", self.task_id, chunk, timeout=chunk + self.client.timeout))
+                try:
+                    progress = Progress.of(self._control(
+                        "wait", self.task_id, chunk, timeout=chunk + self.client.timeout))
+                except Busy:  # the server's waits are all taken: poll instead
+                    progress = self.progress()
+                    if not progress.finished:
+                        time.sleep(interval if left is None else min(interval, left))
             else:
                 progress = self.progress()
                 on_progress(progress)

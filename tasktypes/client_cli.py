@@ -234,7 +234,9 @@ class LiveDisplay:
         self.bar = Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
             TaskProgressColumn(), TextColumn("{task.fields[duration]}"),
-            TextColumn("{task.fields[status]}"), TextColumn("{task.fields[message]}"),
+            # markup=False: a task's message is text, never rich markup ("[/tmp]")
+            TextColumn("{task.fields[status]}", markup=False),
+            TextColumn("{task.fields[message]}", markup=False),
             console=Console(stderr=True), transient=False)
         self.id = self.bar.add_task(task.method, total=1.0, status="", message="",
                                     duration="")
@@ -303,7 +305,10 @@ def _interrupted(task, args):
     cancel = args.cancel_on_interrupt
     if not cancel and sys.stdin.isatty():
         try:
-            answer = input("Cancel %s task %s? [y/N] " % (task.method, task.task_id))
+            # the question on stderr: stdout is for the result (JSON)
+            print("Cancel %s task %s? [y/N] " % (task.method, task.task_id), end="",
+                  file=sys.stderr, flush=True)
+            answer = input()
         except (KeyboardInterrupt, EOFError):
             answer = ""
             print(file=sys.stderr)

@@ -628,6 +628,9 @@ class _ParamPlan:
 
 #: Most calls in one batch; a longer one is refused whole (-32600).
 DEFAULT_MAX_BATCH = 1000
+#: Objects and arrays a request may hold per call of its batch limit,
+#: counted (as "{" and "[" bytes) before the body is parsed.
+_CONTAINERS_PER_CALL = 64
 
 _INTERNAL_ERROR_NULL_ID = (b'{"jsonrpc":"2.0","error":{"code":-32603,"message":'
                            b'"Internal error","data":{"faultcode":"Server.InternalError"}},'
@@ -722,6 +725,20 @@ class JsonRpcApplication(WsgiApplication):
         _fire(self.event_manager, "wsgi_call", ctx)
         ctx.in_string = [self._read_body(environ)]
         environ["tasktypes.jsonrpc_errors"] = errors = _ErrorNotes()
+        body = ctx.in_string[0]
+        if body.count(b"{") + body.count(b"[") > _CONTAINERS_PER_CALL * self.max_batch:
+            # Refused before parsing: 10 MB of "[{},{},...]" would take the
+            # parser 200 MB and a second of CPU only to be refused after.
+            ctx.in_document = None
+            ctx.out_error = InvalidRequest(
+                "Invalid Request: more than %d objects and arrays in one request"
+                % (_CONTAINERS_PER_CALL * self.max_batch))
+            errors.note(ctx.out_error.faultstring)
+            body = self._reply(ctx)
+            errors.log(doc_size=1)
+            start_response("200 OK", [("Content-Type", _JSON_TYPE),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
         try:
             self.app.in_protocol.create_in_document(ctx)
         except ParseError as e:
@@ -780,6 +797,13 @@ class JsonRpcApplication(WsgiApplication):
             protocol.decompose_incoming_envelope(ctx, protocol.REQUEST)
             system = self.system_methods.get(ctx.in_document["method"])
             if system is not None:
+                # Once per HTTP request: a batch of 1000 rpc.discover calls
+                # must not cost 1000 copies of the document.
+                env = ctx.transport.req_env
+                if env.get("tasktypes.system_called"):
+                    raise InvalidRequest("Invalid Request: %s at most once per request"
+                                         % ctx.in_document["method"])
+                env["tasktypes.system_called"] = True
                 return self._system_reply(ctx, system)
             handles = protocol.get_call_handles(ctx)
             if not handles:

@@ -27,6 +27,18 @@ def cut(text, limit):
     return text[:limit - len(marker)] + marker
 
 
+def bounded_text(value, limit):
+    """``str(value)`` as a store can keep it: valid UTF-8 (a lone surrogate,
+    which JSON lets a caller send, becomes its escape ``\\ud800`` instead of
+    failing every later write) and ``cut`` to ``limit`` characters."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return cut(text, limit)
+
+
 def cut_middle(text, limit):
     """Like ``cut``, keeping the end too: a traceback's last line names the
     exception, its first lines where it started."""

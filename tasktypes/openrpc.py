@@ -92,6 +92,8 @@ _ROLE_ERRORS = {
     "submit": [errors.StoreUnavailable, errors.Busy],
     "result": [errors.TaskNotFound, errors.TaskNotFinished, errors.TaskFailed,
                errors.TaskCancelled, errors.TaskTimedOut, errors.StoreUnavailable],
+    # beyond TASKTYPES_MAX_WAITERS waits at once
+    "wait": [errors.TaskNotFound, errors.StoreUnavailable, errors.Busy],
 }
 _TASK_ID_ERRORS = [errors.TaskNotFound, errors.StoreUnavailable]
 

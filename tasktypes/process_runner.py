@@ -459,7 +459,7 @@ class ProcessRunner:
         for task_id, lines in logged.items():
             try:
                 self.store.append_log(task_id, lines)
-            except StoreUnavailable as exc:
+            except Exception as exc:  # never in the way of the task's end
                 logger.warning("task %d: %d log lines lost: %s", task_id, len(lines), exc)
         logged.clear()
 
@@ -564,7 +564,10 @@ def _watch_server(server_pid):
     except (AttributeError, OSError):
         pidfd = None
     if pidfd is not None:
-        select.select([pidfd], [], [])
+        watch = select.poll()  # not select(): any descriptor number will do
+        watch.register(pidfd, select.POLLIN)
+        while not watch.poll():
+            pass
     else:
         while True:
             try:

@@ -93,7 +93,7 @@ from redis.retry import Retry
 from .decorator import TASK_TYPES
 from .documents import decode_result
 from .errors import StoreUnavailable, TaskNotFound, TaskStopped
-from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, cut
+from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text
 from .model import TaskState, TaskStatus, new_task_id
 from .tasklog import MAX_LINES, READ_LIMIT, LogLine
 from .process_runner import ProcessRunner
@@ -266,18 +266,24 @@ def unavailable(function):
     Redis that does not answer from costing every call its timeout.
 
     After a call timed out (a paused or cut-off Redis), the store's calls
-    fail at once for ``SOCKET_TIMEOUT`` seconds, or until the heartbeat gets
-    through again: a JSON-RPC batch of 15 progress calls then gets its
-    StoreUnavailable within one timeout, not 15, and other requests do not
-    pile up on server threads meanwhile. A refused connection fails fast by
-    itself and opens nothing."""
+    fail at once until the heartbeat gets through again; every
+    ``SOCKET_TIMEOUT`` seconds one call tries Redis again (and fails in its
+    timeout) while the others still fail at once. So a JSON-RPC batch of 15
+    progress calls gets its StoreUnavailable within one timeout, not 15, and
+    requests do not pile up on server threads meanwhile. A refused
+    connection fails fast by itself and changes nothing."""
     @functools.wraps(function)
     def wrapper(store, *args, **kwargs):
-        if store._silent_until > time.monotonic():
-            raise StoreUnavailable("the task store (Redis) is not answering; "
-                                   "try again in a few seconds")
+        silent_until = store._silent_until
+        if silent_until:
+            now = time.monotonic()
+            if silent_until > now:
+                raise StoreUnavailable("the task store (Redis) is not answering; "
+                                       "try again in a few seconds")
+            # This call tries again; the others fail fast while it does.
+            store._silent_until = now + SOCKET_TIMEOUT
         try:
-            return function(store, *args, **kwargs)
+            result = function(store, *args, **kwargs)
         except redis.TimeoutError as exc:
             store._silent_until = time.monotonic() + SOCKET_TIMEOUT
             raise StoreUnavailable("the task store (Redis) is not answering: %s"
@@ -285,6 +291,9 @@ def unavailable(function):
         except redis.ConnectionError as exc:
             raise StoreUnavailable("the task store (Redis) is unreachable: %s"
                                    % exc) from None
+        if silent_until:
+            store._silent_until = 0.0
+        return result
     return wrapper
 
 
@@ -411,6 +420,8 @@ class RedisStore(Store):
 
     @unavailable
     def log(self, task_type, task_id, after):
+        # Lua numbers are doubles: beyond 2**53 LRANGE would get a float.
+        after = max(0, min(after, 2 ** 53))
         method, entries = self._read_log(
             keys=[self._task_key % task_id, self._log_key % task_id],
             args=[after, READ_LIMIT])
@@ -741,7 +752,7 @@ class ProgressWriter:
                 raise TaskStopped(task_id)
             report.progress = clamp_progress(fraction)
             if message is not None:
-                report.message = cut(str(message), MAX_MESSAGE)
+                report.message = bounded_text(message, MAX_MESSAGE)
             report.dirty = True
 
         return update_progress, report

@@ -24,7 +24,7 @@ import time
 
 from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
                      TaskNotFound, TaskStopped, TaskTimedOut)
-from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, cut
+from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text, cut
 from .model import TaskState, TaskStatus, new_task_id
 from .runner import ThreadRunner
 from .task_body import clamp_progress, error_text
@@ -54,7 +54,7 @@ def arguments_text(task_type, args):
     names = list(task_type.arg_names or ())
     names += ["arg%d" % i for i in range(len(names), len(args))]
     try:
-        text = json.dumps(dict(zip(names, args)), default=_plain, ensure_ascii=False)
+        text = json.dumps(dict(zip(names, args)), default=_plain)
     except (TypeError, ValueError, RecursionError) as exc:
         text = "(arguments not shown: %s)" % exc
     return cut(text, MAX_ARGUMENT_CHARS)
@@ -184,13 +184,14 @@ class ThreadStore(Store):
     # client side
 
     def submit(self, task_type, args):
+        arguments = arguments_text(task_type, args)  # not under the lock: it may be long
         with self._lock:
             self._expire(time.time())
             task_id = new_task_id()
             while task_id in self._tasks:
                 task_id = new_task_id()
             state = TaskState(task_id, task_type.name, submitted=time.time(),
-                              arguments=arguments_text(task_type, args))
+                              arguments=arguments)
             self.runner.enqueue(task_type, task_id, args)  # raises Busy
             self._tasks[task_id] = state
             self._types[task_id] = task_type
@@ -295,7 +296,7 @@ class ThreadStore(Store):
                 raise TaskStopped(task_id)
             state.progress = fraction
             if message is not None:
-                state.message = cut(str(message), MAX_MESSAGE)
+                state.message = bounded_text(message, MAX_MESSAGE)
 
     def finish(self, task_id, result):
         with self._lock:

@@ -10,7 +10,7 @@ what clients and the log see of its failure.
 import math
 import traceback
 
-from .limits import MAX_ERROR, MAX_LOGGED, cut, cut_middle
+from .limits import MAX_ERROR, MAX_LOGGED, bounded_text, cut_middle
 
 
 class TaskContext:
@@ -52,7 +52,7 @@ def clamp_progress(fraction):
 def error_text(exc):
     """What clients see of an exception: its type and message (cut to
     ``MAX_ERROR`` characters), no traceback."""
-    text = cut(str(exc), MAX_ERROR)
+    text = bounded_text(exc, MAX_ERROR)
     name = type(exc).__name__
     return "%s: %s" % (name, text) if text else name
 

@@ -29,7 +29,7 @@ import collections
 import logging
 import threading
 
-from .limits import cut
+from .limits import bounded_text
 
 #: Lines a task keeps; older ones are dropped.
 MAX_LINES = 300
@@ -56,7 +56,7 @@ def line_of(record, prefix=""):
         message = "%r (unformattable: %s)" % (record.msg, exc)
     if prefix and message.startswith(prefix):
         message = message[len(prefix):]
-    return record.created, record.levelname, cut(message, MAX_CHARS)
+    return record.created, record.levelname, bounded_text(message, MAX_CHARS)
 
 
 class TaskLog:

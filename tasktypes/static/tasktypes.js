@@ -187,8 +187,11 @@
       }
       var logCall = request(method + "_log", [id, logAfter]);
       return post(url, [waitCall, logCall], wake.signal).then(function (replies) {
+        // One object instead of an array: the batch as a whole was refused
+        // (-32600, say); its error is the one to report.
+        if (!Array.isArray(replies)) { unwrap(replies); }
         var byId = {};
-        (Array.isArray(replies) ? replies : [replies]).forEach(function (r) { byId[r.id] = r; });
+        replies.forEach(function (r) { byId[r.id] = r; });
         var state = unwrap(byId[waitCall.id]);
         try { logLines(unwrap(byId[logCall.id])); } catch (e) { /* a log is a bonus */ }
         return state;
