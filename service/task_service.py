@@ -47,8 +47,11 @@ class TaskService(ServiceBase):
         """Returns ``text``: the plain call tasks are measured against."""
         return text
 
+    # Bounded arguments and a time limit: no caller parks a worker for ever;
+    # at most 4 at once: long countdowns cannot take every worker from the
+    # other methods (8 per process by default).
     @task_rpc(required(Integer32, ge=0, le=10000), required(Double, ge=0, le=10),
-              _returns=required(Integer32), _time_limit=3600)
+              _returns=required(Integer32), _time_limit=3600, _max_running=4)
     def countdown(ctx, steps, delay, update_progress):
         """``steps`` steps of ``delay`` seconds, reporting progress after each."""
         for i in range(steps):

@@ -17,7 +17,9 @@ What waitress lacks, added here:
   ``channel_timeout`` seconds WITHOUT activity, so a client sending a byte
   every few seconds keeps its half-read request forever. ``DeadlineServer``
   closes a connection whose request has not arrived whole within
-  ``request_timeout`` seconds of its first byte.
+  ``request_timeout`` seconds of its first byte, and one that has not sent
+  a byte ``request_timeout`` seconds after it connected (silent sockets
+  must not fill the connection limit).
 - Refusing ``Content-Length`` together with ``Transfer-Encoding`` (400, then
   the connection is closed with whatever followed): waitress lets chunked
   win, as HTTP allows, but a proxy in front may have read the same bytes by
@@ -76,6 +78,15 @@ class _Parser(HTTPRequestParser):
 class _Channel(HTTPChannel):
     parser_class = _Parser
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opened = time.monotonic()
+        self.spoke = False  # has the client sent a byte yet?
+
+    def received(self, data):
+        self.spoke = True
+        return super().received(data)
+
 
 class DeadlineServer(TcpWSGIServer):
     """waitress's TCP server, with a total deadline per request."""
@@ -93,6 +104,10 @@ class DeadlineServer(TcpWSGIServer):
         for channel in self.active_channels.values():
             request = channel.request  # read, not yet complete
             if request is not None and not channel.requests and request.started < cutoff:
+                channel.will_close = True
+            elif not channel.spoke and channel.opened < cutoff:
+                # connected, and not one byte in request_timeout: the
+                # connection limit must not be filled with silent sockets
                 channel.will_close = True
 
     def run(self):

@@ -187,7 +187,7 @@ def test_methods_lists_signatures_and_task_types(url):
     assert status == EXIT_OK
     assert "  echo(text?: string) -> string" in out
     assert "* countdown(steps: integer, delay: number) -> integer" in out
-    assert "* cloneInstance(instance_id?: string, new_instance_name?: string)" \
+    assert "* cloneInstance(instance_id: string, new_instance_name: string)" \
         " -> InstanceInformation" in out
     assert "controls: countdown_progress, countdown_result, countdown_cancel, " \
         "countdown_wait" in out

@@ -275,7 +275,8 @@ def test_methods_task_types_and_errors(shipped):
     assert "x-tasktypes" not in methods["echo"]
     assert [p["name"] for p in methods["countdown"]["params"]] == ["steps", "delay"]
     assert [p["required"] for p in methods["countdown"]["params"]] == [True, True]
-    assert methods["countdown"]["params"][0]["schema"] == {"type": "integer"}
+    assert methods["countdown"]["params"][0]["schema"] == {
+        "type": "integer", "minimum": 0, "maximum": 10000}
     assert methods["echo"]["params"][0]["required"] is False
     assert methods["countdown_wait"]["params"][1]["schema"]["minimum"] == 0
     for name in ("countdown", "failingTask", "taskExample", "cloneInstance", "slowTask"):
