@@ -800,9 +800,10 @@ class JsonRpcApplication(WsgiApplication):
                 # Once per HTTP request: a batch of 1000 rpc.discover calls
                 # must not cost 1000 copies of the document.
                 env = ctx.transport.req_env
-                if env.get("tasktypes.system_called"):
-                    raise InvalidRequest("Invalid Request: %s at most once per request"
-                                         % ctx.in_document["method"])
+                if env.get("tasktypes.system_called") \
+                        and ctx.inprot_ctx.jsonrpc_id is not _NO_ID:
+                    raise InvalidParams("Invalid params: %s answers once per request"
+                                        % ctx.in_document["method"])
                 env["tasktypes.system_called"] = True
                 return self._system_reply(ctx, system)
             handles = protocol.get_call_handles(ctx)

@@ -470,6 +470,13 @@ class ProcessRunner:
             logger.warning("task %d: final state not written yet: %s", args[1], exc)
             with self._lock:
                 self._unwritten.append(lambda: write(*args, **kwargs))
+        except Exception as exc:
+            # Something in the state itself that Redis will never take: no
+            # task may stay "running" for that, so it ends failed, plainly.
+            logger.exception("task %d: its end could not be recorded", args[1])
+            if write != self.store.release_slot:
+                self._write(self.store.fail, args[0], args[1],
+                            "the task's end could not be recorded (%s)" % type(exc).__name__)
 
     def _enforce(self):
         """Terminate workers of cancelled and timed-out tasks; SIGKILL the

@@ -143,6 +143,15 @@ class FixtureService(ServiceBase):
         os.kill(os.getpid(), signal.SIGKILL)
         return 1
 
+    @task_rpc(Unicode, _returns=Integer)
+    def odd(ctx, text, update_progress):
+        """Reports, logs and fails with ``text`` (say, a lone surrogate that
+        JSON lets a caller send, or markup)."""
+        update_progress(0.5, text)
+        logger.info("odd: %s", text)
+        time.sleep(0.3)  # the progress writer's interval: the message is written
+        raise ValueError(text)
+
     @task_rpc(Integer, _returns=Integer)
     def logMany(ctx, count, update_progress):
         for i in range(count):

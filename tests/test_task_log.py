@@ -163,3 +163,21 @@ def test_capture_leaves_unconfigured_logging_as_it_was():
     assert out.returncode == 0, out.stderr
     assert out.stderr == "still printed\n"
     assert out.stdout == "sink INFO in the task\n"
+
+
+def test_texts_no_store_could_write_are_kept_escaped(make_store):
+    """Guards: a lone surrogate (which JSON lets a caller send) in a progress
+    message, a log line and an error text is kept as its escape; in the
+    Redis store it once failed the writes, and the task stayed running for
+    good. A huge ``after`` reads nothing (Lua's doubles once made it -32603)."""
+    store = make_store()
+    tt = task_type("odd")
+    task_id = store.submit(tt, ("bad \ud800 <b>[/x]</b>",)).task_id
+    state = store.wait(tt, task_id, 10)
+    assert state.status.value == "failed"
+    assert state.message == "ValueError: bad \\ud800 <b>[/x]</b>"
+    lines = wait_until(lambda: store.log(tt, task_id, 0))
+    assert lines[-1].message.endswith("odd: bad \\ud800 <b>[/x]</b>") or any(
+        line.message.endswith("odd: bad \\ud800 <b>[/x]</b>") for line in lines)
+    assert store.log(tt, task_id, 10 ** 17) == []
+    assert store.log(tt, task_id, 2 ** 63 - 1) == []
