@@ -117,6 +117,15 @@ class TaskTypesApplication:
         if not self._warned:
             self._warn_if_multiprocess(environ)
         path = environ.get("PATH_INFO") or "/"
+        if path.endswith("/") and path not in self.mounts and path.rstrip("/") in self.mounts \
+                and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            # a page ("/dashboard/") would resolve its relative links under
+            # itself: send the browser to the address without the slash
+            location = path.rstrip("/")
+            if environ.get("QUERY_STRING"):
+                location += "?" + environ["QUERY_STRING"]
+            return _plain(start_response, "301 Moved Permanently", location + "\n",
+                          [("Location", location)])
         app = self.mounts.get(path.rstrip("/") or "/") or self._by_prefix(path)
         if app is None:
             return _plain(start_response, "404 Not Found",

@@ -7,6 +7,7 @@ class instead of spyne's generic walk per field per call; ``SoapApplication``
 serves the WSDL built once, addressed per request.
 """
 
+import re
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
@@ -19,7 +20,7 @@ from spyne.protocol.soap import Soap11
 from spyne.server.http import HttpTransportContext
 from spyne.server.wsgi import WsgiApplication
 
-from .validation import DescribedValidation
+from .validation import DescribedValidation, expected_type
 from .xmlinput import parse_request
 from .wsdl import tidy_wsdl
 
@@ -78,14 +79,31 @@ class SafeSoap11(DescribedValidation, Soap11):
         # client fault, never an empty HTTP 500.
         try:
             super().deserialize(ctx, message)
-        except Fault:
-            raise
-        except ArithmeticError as exc:
-            raise Fault("Client.ValidationError", "invalid number: %s"
-                        % type(exc).__name__) from None
+        except Fault as fault:
+            raise _described_missing(ctx, fault) from None
+        except ArithmeticError:
+            raise Fault("Client.ValidationError", "a number is NaN, infinite or out of "
+                        "range for its type") from None
         except Exception as exc:
             raise Fault("Client.BadRequest", "the request cannot be read: %s"
                         % type(exc).__name__) from None
+
+
+_MISSING = re.compile(r"^'(\w+)' member does not respect frequency constraints\.$")
+
+
+def _described_missing(ctx, fault):
+    """spyne's fault for a missing argument ("'steps' member does not respect
+    frequency constraints.") as the others read: which argument, what type."""
+    found = _MISSING.match(str(fault.faultstring))
+    descriptor = getattr(ctx, "descriptor", None)
+    if found is None or descriptor is None:
+        return fault
+    cls = descriptor.in_message._type_info.get(found.group(1))
+    if cls is None:
+        return fault
+    return Fault("Client.ValidationError", "%s: expected %s, got nothing"
+                 % (found.group(1), expected_type(cls)))
 
 
 class SoapApplication(WsgiApplication):

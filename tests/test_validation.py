@@ -43,6 +43,8 @@ def soap_fault(url, body):
      "</t:countdown_progress>", "task_id: expected long, got child elements (<task_id>)"),
     ("<t:countdown_progress><t:task_id/></t:countdown_progress>",
      "task_id: expected long, got an empty element"),
+    ("<t:countdown><t:delay>1</t:delay></t:countdown>",
+     "steps: expected int (0 to 10000), got nothing"),
 ])
 def test_soap_validation_fault_names_argument_type_and_value(url, body, message):
     """Guards the message suds users got as 'The value None could not be

@@ -44,3 +44,12 @@ def test_no_path_leaves_the_static_folder(service_process):
                  "/static/", "/static", "/static/./tasktypes.js",
                  "/static//etc/passwd", "/static/../../wsgi.py", "/static/web.py"):
         assert raw_get(url, path) == 404, path
+
+
+def test_a_page_with_a_trailing_slash_is_sent_to_its_address(service_process):
+    """Guards: "/dashboard/" (say) would load its page with every relative
+    link broken; a GET of a mounted path plus a slash is redirected to it."""
+    url = service_process().url
+    reply = requests.get(url + "/openrpc.json/?x=1", timeout=10, allow_redirects=False)
+    assert reply.status_code == 301 and reply.headers["Location"] == "/openrpc.json?x=1"
+    assert requests.get(url + "/openrpc.json/", timeout=10).json()["openrpc"]
