@@ -77,6 +77,8 @@ from . import tasklog
 
 logger = logging.getLogger(__name__)
 
+#: Messages read from one worker before the supervisor looks at the others.
+READS_PER_ROUND = 1000
 #: Seconds a terminated worker has to exit before it gets SIGKILL.
 KILL_GRACE = 0.5
 #: Seconds until the next try after a heartbeat that Redis refused.
@@ -400,7 +402,14 @@ class ProcessRunner:
         """Read what a worker sent; reap it if it exited."""
         logged = {}  # task id -> its new log lines, written at once below
         try:
+            # At most READS_PER_ROUND messages from a live worker: a body that
+            # logs in a tight loop must not hold this thread (a dead one's
+            # pipe is read to the end: its last words include the result).
+            reads = 0
             while worker.conn.poll():
+                if reads >= READS_PER_ROUND and worker.process.exitcode is None:
+                    break
+                reads += 1
                 self._received(worker, worker.conn.recv(), logged)
         except (EOFError, OSError):
             pass
@@ -435,7 +444,10 @@ class ProcessRunner:
                 log.handle(record)
             task_id = getattr(record, "task_id", None)
             if task_id is not None and record.levelno >= tasklog.LEVEL:
-                logged.setdefault(task_id, []).append(_task_log_line(record, task_id))
+                lines = logged.setdefault(task_id, [])
+                lines.append(_task_log_line(record, task_id))
+                if len(lines) >= tasklog.MAX_LINES:  # no more is kept anyway
+                    self._write_logs(logged)
             return
         self._write_logs(logged)  # a reader who sees the end sees its lines
         _, task_id, ok, payload, progress, text = message
