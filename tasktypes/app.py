@@ -33,11 +33,11 @@ from .openrpc import DISCOVER, openrpc_json
 from .store import ThreadStore
 from .web import STATIC_PATH, StaticFiles, page
 from .tasklist import DASHBOARD_PATH, TASKS_PATH, TaskListApplication
+from .defaults import LARGE_BODY as _LARGE_BODY, RELEASE_EVERY as _RELEASE_EVERY
+from .defaults import MAX_BODY as DEFAULT_MAX_BODY, TNS as DEFAULT_TNS
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY = 10 * 1024 * 1024
-DEFAULT_TNS = "tasktypes"
 JSONRPC_PATH = "/jsonrpc"
 OPENRPC_PATH = "/openrpc.json"
 
@@ -48,8 +48,6 @@ _HOST = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})|\[[0-9A-Fa-f:.]{2,
                    r"(?::[0-9]{1,5})?\Z")
 
 
-#: Bytes of a request body after which its memory is handed back to the system.
-_LARGE_BODY = 256 * 1024
 try:
     _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
 except (OSError, AttributeError):  # not glibc
@@ -64,7 +62,6 @@ def _content_length(environ):
 
 
 _released = [0.0]  # monotonic time of the last release
-_RELEASE_EVERY = 1.0
 
 
 def _release_memory():

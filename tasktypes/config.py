@@ -14,10 +14,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .app import DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS
-from .jsonrpc import DEFAULT_MAX_BATCH
-from .limits import DEFAULT_MAX_RESULT
-from .store import DEFAULT_RESULT_TTL, DEFAULT_WORKERS
+from . import defaults
 
 
 class ConfigError(ValueError):
@@ -26,17 +23,17 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    store: str = "thread"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    result_ttl: float = DEFAULT_RESULT_TTL
-    max_body: int = DEFAULT_MAX_BODY
-    workers: int = DEFAULT_WORKERS
+    store: str = defaults.STORE
+    redis_url: str = defaults.REDIS_URL
+    result_ttl: float = defaults.RESULT_TTL
+    max_body: int = defaults.MAX_BODY
+    workers: int = defaults.WORKERS
     public_url: str = None
-    max_wait: float = DEFAULT_MAX_WAIT
+    max_wait: float = defaults.MAX_WAIT
     admin_token: str = None
-    max_result: int = DEFAULT_MAX_RESULT
-    max_batch: int = DEFAULT_MAX_BATCH
-    max_waiters: int = DEFAULT_MAX_WAITERS
+    max_result: int = defaults.MAX_RESULT
+    max_batch: int = defaults.MAX_BATCH
+    max_waiters: int = defaults.MAX_WAITERS
 
     @classmethod
     def from_environ(cls, environ=None):

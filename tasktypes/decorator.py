@@ -29,12 +29,8 @@ from spyne.decorator import rpc
 
 from .errors import Busy
 from .model import TaskInfoResponse, TaskLogLine, TaskProgressResponse
+from .defaults import MAX_WAIT as DEFAULT_MAX_WAIT, MAX_WAITERS as DEFAULT_MAX_WAITERS
 
-#: Longest m_wait in seconds, unless the application says otherwise.
-DEFAULT_MAX_WAIT = 30.0
-#: m_wait calls in progress at once per application, unless it says
-#: otherwise: half of the dev server's 32 threads, so waits never take them all.
-DEFAULT_MAX_WAITERS = 16
 
 #: Every task type by its ``key``, so a child process that imports the
 #: service module can find the body to run.

@@ -46,15 +46,10 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import TcpWSGIServer
 
-#: Threads running requests. Each waiting ``m_wait`` holds one, which is why
-#: ``TASKTYPES_MAX_WAITERS`` defaults to half of these.
-DEFAULT_THREADS = 32
-#: Seconds a request may take to arrive whole, from its first byte.
-DEFAULT_REQUEST_TIMEOUT = 30.0
-#: Seconds an idle keep-alive connection is kept.
-IDLE_TIMEOUT = 60
-#: Most connections open at once (fewer if the process may open fewer files).
-MAX_CONNECTIONS = 1000
+from .defaults import IDLE_TIMEOUT, MAX_CONNECTIONS
+from .defaults import REQUEST_TIMEOUT as DEFAULT_REQUEST_TIMEOUT, SERVER_THREADS as DEFAULT_THREADS
+
+
 
 
 class CannotListen(OSError):

@@ -33,6 +33,8 @@ from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
 from tasktypes.errors import jsonrpc_code
 from tasktypes.validation import expected_type
+from tasktypes.defaults import CONTAINERS_PER_CALL as _CONTAINERS_PER_CALL
+from tasktypes.defaults import MAX_BATCH as DEFAULT_MAX_BATCH
 
 logger = logging.getLogger(__name__)
 
@@ -626,11 +628,6 @@ class _ParamPlan:
         return inst
 
 
-#: Most calls in one batch; a longer one is refused whole (-32600).
-DEFAULT_MAX_BATCH = 1000
-#: Objects and arrays a request may hold per call of its batch limit,
-#: counted (as "{" and "[" bytes) before the body is parsed.
-_CONTAINERS_PER_CALL = 64
 
 _INTERNAL_ERROR_NULL_ID = (b'{"jsonrpc":"2.0","error":{"code":-32603,"message":'
                            b'"Internal error","data":{"faultcode":"Server.InternalError"}},'

@@ -1,4 +1,4 @@
-"""Bounds on what a caller sends and what a task keeps, in one place.
+"""Texts cut to their bounds (the bounds themselves: ``tasktypes.defaults``).
 
 Nothing a caller sends, or a task reports, is kept or logged without a bound:
 a progress message or an error text of 9 MB would otherwise be stored, sent
@@ -7,15 +7,8 @@ with a marker that says how much was cut, so that a reader sees that they
 were. The README's "What the service refuses, and how" lists every limit.
 """
 
-#: Characters of a progress message a task reports (``update_progress``).
-MAX_MESSAGE = 4096
-#: Characters of an error text: what a failed task's clients see.
-MAX_ERROR = 4096
-#: Characters of a traceback written to the log for a failed task.
-MAX_LOGGED = 16384
-#: Bytes of a result's JSON document; a larger result fails its task
-#: (``TASKTYPES_MAX_RESULT``).
-DEFAULT_MAX_RESULT = 1024 * 1024
+from .defaults import MAX_ERROR, MAX_LOGGED, MAX_MESSAGE  # noqa: F401 (read from here too)
+from .defaults import MAX_RESULT as DEFAULT_MAX_RESULT  # noqa: F401
 
 
 def cut(text, limit):

@@ -74,15 +74,10 @@ from .errors import Busy, StoreUnavailable, TaskStopped
 from .documents import encode_result
 from .task_body import error_text, logged_traceback, run_body
 from . import tasklog
+from .defaults import HEARTBEAT_RETRY, KILL_GRACE, READS_PER_ROUND
 
 logger = logging.getLogger(__name__)
 
-#: Messages read from one worker before the supervisor looks at the others.
-READS_PER_ROUND = 1000
-#: Seconds a terminated worker has to exit before it gets SIGKILL.
-KILL_GRACE = 0.5
-#: Seconds until the next try after a heartbeat that Redis refused.
-HEARTBEAT_RETRY = 0.2
 #: Imported once in the fork server, so that a new worker starts in ms.
 PRELOAD = ["tasktypes", "tasktypes.process_runner", "tasktypes.redis_store",
            "spyne", "lxml.etree", "redis"]

@@ -100,18 +100,11 @@ from .process_runner import ProcessRunner
 from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS,
                     QUEUE_PER_WORKER, Store, arguments_text)
 from .task_body import clamp_progress
+from .defaults import (HEARTBEAT_INTERVAL, HEARTBEAT_TTL, KEY_PREFIX, PROGRESS_INTERVAL,
+                       SOCKET_TIMEOUT)
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "tasktypes:"
-#: Seconds between heartbeats of a server process, and until a silent one
-#: counts as dead (its tasks failed, its slots free).
-HEARTBEAT_INTERVAL = 1.0
-HEARTBEAT_TTL = 4.0
-#: Seconds any Redis call may take before the request gets StoreUnavailable.
-SOCKET_TIMEOUT = 2.0
-#: Seconds between progress writes of a running body (the last value wins).
-PROGRESS_INTERVAL = 0.1
 
 _FIELDS = ("method", "status", "progress", "message", "starttime", "endtime",
            "timed_out")

@@ -29,23 +29,13 @@ from .model import TaskState, TaskStatus, new_task_id
 from .runner import ThreadRunner
 from .task_body import clamp_progress, error_text
 from .tasklog import TaskLog
+from .defaults import (COUNT_WINDOW, MAX_ARGUMENT_CHARS, MAX_INDEXED, MAX_SCANNED,
+                       QUEUE_PER_WORKER)
+from .defaults import RESULT_TTL as DEFAULT_RESULT_TTL, WORKERS as DEFAULT_WORKERS
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RESULT_TTL = 3600
-DEFAULT_WORKERS = 8
-#: Tasks that may wait as ``queued`` per worker before submissions get Busy.
-QUEUE_PER_WORKER = 128
 
-# The operator's task list (tasktypes.tasklist): each store indexes the
-# newest MAX_INDEXED submissions, and one listing call reads at most
-# MAX_SCANNED entries of that index, whatever the number of stored tasks.
-MAX_INDEXED = 10_000
-MAX_SCANNED = 1_000
-#: Submissions over which the task list counts tasks per status.
-COUNT_WINDOW = 500
-#: Characters of a task's arguments kept for the operator (cut beyond).
-MAX_ARGUMENT_CHARS = 2000
 
 
 def arguments_text(task_type, args):

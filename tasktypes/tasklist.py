@@ -32,13 +32,10 @@ from .errors import TaskError, jsonrpc_code
 from .model import TaskStatus
 from .store import Store
 from .web import page
+from .defaults import MAX_PAGE as MAX_LIMIT, MAX_RESULT_CHARS
 
 TASKS_PATH = "/tasks"
 DASHBOARD_PATH = "/dashboard"
-#: Largest page of the list.
-MAX_LIMIT = 200
-#: Largest result shown whole in a task's detail, in characters of JSON.
-MAX_RESULT_CHARS = 100_000
 _JSON = "application/json; charset=utf-8"
 _STATUSES = {status.value for status in TaskStatus}
 

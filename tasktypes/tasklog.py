@@ -30,13 +30,10 @@ import logging
 import threading
 
 from .limits import bounded_text
+from .defaults import MAX_LOG_CHARS as MAX_CHARS, MAX_LOG_LINES as MAX_LINES
 
-#: Lines a task keeps; older ones are dropped.
-MAX_LINES = 300
-#: Characters of one line; a longer one is cut, with a marker.
-MAX_CHARS = 1000
-#: Lines one m_log call returns at most.
-READ_LIMIT = MAX_LINES
+READ_LIMIT = MAX_LINES  # lines one m_log call returns at most
+
 #: Records below this level are not kept.
 LEVEL = logging.INFO
 

@@ -32,15 +32,11 @@ import re
 from lxml import etree
 from spyne import Fault
 
-MAX_ELEMENTS = 20_000
-MAX_ATTRIBUTES = 32
-#: Attributes and namespace declarations in the whole document, bounded
-#: before parsing (by counting ``=`` followed by a quote): libxml2 builds a
-#: node of some 300 bytes for each, so a 10 MB body of attributes would take
-#: 300 MB while it is parsed.
-MAX_TOTAL_ATTRIBUTES = 10_000
-MAX_DEPTH = 64
-MAX_NAME = 1024  # characters of a name with its namespace: "{uri}local"
+from .defaults import (MAX_XML_ATTRIBUTES as MAX_ATTRIBUTES, MAX_XML_DEPTH as MAX_DEPTH,
+                       MAX_XML_ELEMENTS as MAX_ELEMENTS, MAX_XML_NAME as MAX_NAME,
+                       MAX_XML_TOTAL_ATTRIBUTES as MAX_TOTAL_ATTRIBUTES)
+
+
 
 _FAMILY = {"utf-8": "utf-8", "utf-16": "utf-16", "utf-16-le": "utf-16",
            "utf-16-be": "utf-16"}
