@@ -14,7 +14,7 @@ class TaskError(Fault):
     """Base of the task errors; the faultcode comes from ``CODES``."""
 
     def __init__(self, message, **data):
-        super().__init__(faultcode=CODES[type(self)][0], faultstring=message)
+        super().__init__(faultcode=codes_of(type(self))[0], faultstring=message)
         self.data = data
 
 
@@ -72,9 +72,16 @@ CODES = {
 OTHER_FAULT_CODE = -32000
 
 
+def codes_of(cls):
+    """(SOAP faultcode, JSON-RPC code) of an error class: its own, or that of
+    the nearest class above it in ``CODES`` (a subclass of ``TaskNotFound``
+    is a TaskNotFound on the wire)."""
+    for klass in cls.__mro__:
+        if klass in CODES:
+            return CODES[klass]
+    return ("Server", OTHER_FAULT_CODE)
+
+
 def jsonrpc_code(fault):
     """The JSON-RPC error code of a spyne Fault (ours or anybody's)."""
-    for cls in type(fault).__mro__:
-        if cls in CODES:
-            return CODES[cls][1]
-    return OTHER_FAULT_CODE
+    return codes_of(type(fault))[1]

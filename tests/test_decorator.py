@@ -69,3 +69,17 @@ def test_task_types_are_registered_by_importable_key():
 
 def test_task_stopped_is_not_swallowed_by_except_exception():
     assert not issubclass(TaskStopped, Exception)
+
+
+def test_a_subclass_of_a_task_error_answers_as_its_base():
+    """Guards the one table walked along the class hierarchy: a service's own
+    subclass of TaskNotFound is constructed (no KeyError) and answers with
+    TaskNotFound's faultcode and JSON-RPC code."""
+    from tasktypes.errors import TaskNotFound, jsonrpc_code
+
+    class NoSuchReport(TaskNotFound):
+        """A report that was never made."""
+
+    error = NoSuchReport("no report 7")
+    assert error.faultcode == "Client.TaskNotFound"
+    assert jsonrpc_code(error) == -32001
