@@ -14,8 +14,8 @@ from tasktypes.testing import redis_server_binary
 
 # The benchmark starts its own redis-server: a machine without one skips (a
 # failure under CI: see conftest.py).
-pytestmark = pytest.mark.skipif(redis_server_binary() is None,
-                                reason="the benchmark starts its own redis-server")
+pytestmark = [pytest.mark.once, pytest.mark.skipif(redis_server_binary() is None,
+                                reason="the benchmark starts its own redis-server")]
 
 LATENCY_KINDS = ("echo", "submit", "progress")
 

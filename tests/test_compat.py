@@ -40,6 +40,9 @@ README_DRIVER = '''
 from _serve import serve, zeep
 from tasktypes import make_application
 
+# It builds venvs of 3.10, 3.12 and 3.13 itself: CI runs it once (pytest.ini).
+pytestmark = pytest.mark.once
+
 with serve(make_application([TaskService])) as base:
     client = zeep.Client(base + "/soap?wsdl")
     assert client.service.echo("hi") == "hi"
