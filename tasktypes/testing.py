@@ -69,9 +69,9 @@ def _listening_inodes(port):
     return inodes
 
 
-def session_pids(sid):
-    """Pids of the live (not zombie) processes of session ``sid``."""
-    pids = []
+def live_processes():
+    """``(pid, parent pid, session id)`` of every live (not zombie) process,
+    from /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -80,10 +80,14 @@ def session_pids(sid):
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        # fields[0] is the state, fields[3] the session id
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            pids.append(int(entry))
-    return pids
+        # fields: state, ppid, pgrp, session, ...
+        if fields[0] != "Z":
+            yield int(entry), int(fields[1]), int(fields[3])
+
+
+def session_pids(sid):
+    """Pids of the live processes of session ``sid``."""
+    return [pid for pid, _, session in live_processes() if session == sid]
 
 
 def listens_on(sid, port):

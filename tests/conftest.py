@@ -32,7 +32,7 @@ import zeep.exceptions
 from zeep.transports import Transport
 
 from tasktypes.testing import (SETTINGS_PREFIX, RedisServer, ServerProcess,  # noqa: F401
-                               free_port, session_pids)
+                               free_port, live_processes, session_pids)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
@@ -69,19 +69,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 def _children():
     """Live child processes of this one (orphans come here: subreaper)."""
-    me = str(os.getpid())
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me and fields[0] != "Z":
-            found.append(int(pid))
-    return found
+    me = os.getpid()
+    return [pid for pid, parent, _ in live_processes() if parent == me]
 
 
 @pytest.fixture(scope="session", autouse=True)
