@@ -29,6 +29,7 @@ from .jsonrpc import DEFAULT_MAX_BATCH, JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
 from .decorator import DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS, WaitSlots
 from .errors import TaskError
+from .direct import direct_methods
 from .openrpc import DISCOVER, openrpc_json
 from .store import ThreadStore
 from .web import STATIC_PATH, StaticFiles, page
@@ -257,7 +258,8 @@ def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
         SOAP_PATH: SoapApplication(spyne_app(SafeSoap11(validator="soft"), FastSoap11()),
                                    public_url, max_body),
         JSONRPC_PATH: JsonRpcApplication(jsonrpc_app, max_batch=max_batch,
-                                         system_methods={DISCOVER: lambda: openrpc}),
+                                         system_methods={DISCOVER: lambda: openrpc},
+                                         direct_methods=direct_methods(jsonrpc_app)),
         OPENRPC_PATH: _static_json(openrpc),
         STATIC_PATH: StaticFiles(),
         "/": page("index.html"),  # the task page, over tasktypes.js

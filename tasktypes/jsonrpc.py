@@ -35,6 +35,7 @@ from tasktypes.errors import jsonrpc_code
 from tasktypes.validation import expected_type
 from tasktypes.defaults import CONTAINERS_PER_CALL as _CONTAINERS_PER_CALL
 from tasktypes.defaults import MAX_BATCH as DEFAULT_MAX_BATCH
+from tasktypes.direct import NOT_DIRECT
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,18 @@ def _encode(doc):
         return _encode_ascii(doc).encode("ascii")
 
 
+def parse_json(body):
+    """A request body (bytes) as JSON; any failure is a parse error (-32700)."""
+    try:
+        return _decode(body.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ParseError("Parse error: body is not UTF-8 (%s)" % e.reason) from None
+    except ValueError as e:
+        raise ParseError("Parse error: %s" % e) from None
+    except RecursionError:
+        raise ParseError("Parse error: nested too deeply") from None
+
+
 class JsonRpc20(JsonDocument):
     """The JSON-RPC 2.0 protocol for one call object.
 
@@ -247,15 +260,7 @@ class JsonRpc20(JsonDocument):
 
     def create_in_document(self, ctx, in_string_encoding=None):
         """Parses the body; any failure is a parse error (-32700)."""
-        try:
-            text = b"".join(ctx.in_string).decode("utf-8")
-            ctx.in_document = _decode(text)
-        except UnicodeDecodeError as e:
-            raise ParseError("Parse error: body is not UTF-8 (%s)" % e.reason)
-        except ValueError as e:
-            raise ParseError("Parse error: %s" % e)
-        except RecursionError:
-            raise ParseError("Parse error: nested too deeply")
+        ctx.in_document = parse_json(b"".join(ctx.in_string))
 
     def decompose_incoming_envelope(self, ctx, message=JsonDocument.REQUEST):
         """Checks one request object (-32600) and finds its method name."""
@@ -695,7 +700,8 @@ class JsonRpcApplication(WsgiApplication):
     (spyne's ``_aux``) are not run: only the primary method of a name is.
     """
 
-    def __init__(self, app, system_methods=None, max_batch=DEFAULT_MAX_BATCH, **kwargs):
+    def __init__(self, app, system_methods=None, max_batch=DEFAULT_MAX_BATCH,
+                 direct_methods=None, **kwargs):
         if not isinstance(app.in_protocol, JsonRpc20) or \
                 not isinstance(app.out_protocol, JsonRpc20):
             raise TypeError("JsonRpcApplication needs JsonRpc20 in and out protocols")
@@ -705,6 +711,10 @@ class JsonRpcApplication(WsgiApplication):
         #: the server itself that take no params (``rpc.discover``), answered
         #: before spyne looks the name up.
         self.system_methods = dict(system_methods or {})
+        #: name -> call(params, environ): methods the application answers
+        #: without spyne's per-call context when their params are plain
+        #: (``tasktypes.direct``); NOT_DIRECT sends a call through spyne.
+        self.direct_methods = dict(direct_methods or {})
 
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD") != "POST":
@@ -718,24 +728,57 @@ class JsonRpcApplication(WsgiApplication):
             return _http_error(start_response, "415 Unsupported Media Type",
                                "JSON-RPC takes Content-Type: application/json")
 
-        ctx = WsgiMethodContext(self, environ, _JSON_TYPE)
-        _fire(self.event_manager, "wsgi_call", ctx)
-        ctx.in_string = [self._read_body(environ)]
+        # A context for the request as a whole only where someone listens
+        # to its events: building one costs more than a whole direct call.
+        listened = self.event_manager.handlers.get("wsgi_call") or \
+            self.event_manager.handlers.get("wsgi_close")
+        ctx = WsgiMethodContext(self, environ, _JSON_TYPE) if listened else None
+        if ctx is not None:
+            _fire(self.event_manager, "wsgi_call", ctx)
+        body = self._read_body(environ)
         environ["tasktypes.jsonrpc_errors"] = errors = _ErrorNotes()
-        body = ctx.in_string[0]
-        if body.count(b"{") + body.count(b"[") > _CONTAINERS_PER_CALL * self.max_batch:
-            # Refused before parsing: 10 MB of "[{},{},...]" would take the
-            # parser 200 MB and a second of CPU only to be refused after.
-            ctx.in_document = None
-            ctx.out_error = InvalidRequest(
-                "Invalid Request: more than %d objects and arrays in one request"
-                % (_CONTAINERS_PER_CALL * self.max_batch))
-            errors.note(ctx.out_error.faultstring)
-            body = self._reply(ctx)
-            errors.log(doc_size=1)
-            start_response("200 OK", [("Content-Type", _JSON_TYPE),
-                                      ("Content-Length", str(len(body)))])
-            return [body]
+        doc = None
+        try:
+            if body.count(b"{") + body.count(b"[") > _CONTAINERS_PER_CALL * self.max_batch:
+                # Refused before parsing: 10 MB of "[{},{},...]" would take the
+                # parser 200 MB and a second of CPU only to be refused after.
+                raise InvalidRequest(
+                    "Invalid Request: more than %d objects and arrays in one request"
+                    % (_CONTAINERS_PER_CALL * self.max_batch))
+            doc = parse_json(body)
+            if type(doc) is not list:
+                body = self._call(doc, environ)
+            elif not doc:
+                raise InvalidRequest("Invalid Request: empty batch")
+            elif len(doc) > self.max_batch:
+                raise InvalidRequest(
+                    "Invalid Request: a batch of %d calls is over the limit of %d"
+                    % (len(doc), self.max_batch))
+            else:
+                parts = [part for part in (self._call(call, environ) for call in doc) if part]
+                body = b"[" + b",".join(parts) + b"]" if parts else b""
+        except (ParseError, InvalidRequest) as e:  # the request as a whole
+            errors.note(e.faultstring)
+            whole = WsgiMethodContext(self, environ, _JSON_TYPE)
+            whole.out_error = e
+            body = self._reply(whole)
+        if ctx is not None:
+            _fire(self.event_manager, "wsgi_close", ctx)
+        errors.log(doc_size=len(doc) if type(doc) is list else 1)
+        if not body:
+            start_response("204 No Content", [])
+            return []
+        start_response("200 OK", [("Content-Type", _JSON_TYPE),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _call(self, call, environ):
+        """One request object -> its reply (bytes, empty for a notification):
+        directly where a direct method takes it, else through spyne."""
+        reply = self._direct_reply(call, environ)
+        if reply is None:
+            reply = self.run_call(self._call_context(environ, call))
+        return reply
         try:
             self.app.in_protocol.create_in_document(ctx)
         except ParseError as e:
@@ -745,7 +788,8 @@ class JsonRpcApplication(WsgiApplication):
         else:
             doc = ctx.in_document
             if type(doc) is not list:
-                parts = [self.run_call(ctx)]
+                reply = self._direct_reply(doc, environ)
+                parts = [self.run_call(ctx) if reply is None else reply]
             elif not doc:
                 ctx.out_error = InvalidRequest("Invalid Request: empty batch")
                 errors.note(ctx.out_error.faultstring)
@@ -757,7 +801,12 @@ class JsonRpcApplication(WsgiApplication):
                 errors.note(ctx.out_error.faultstring)
                 parts = [self._reply(ctx)]
             else:
-                parts = [self.run_call(self._call_context(environ, call)) for call in doc]
+                parts = []
+                for call in doc:
+                    reply = self._direct_reply(call, environ)
+                    if reply is None:
+                        reply = self.run_call(self._call_context(environ, call))
+                    parts.append(reply)
                 parts = [p for p in parts if p]
                 if parts:
                     parts = [b"[" + b",".join(parts) + b"]"]
@@ -814,6 +863,32 @@ class JsonRpcApplication(WsgiApplication):
         else:
             self._process(ctx)
         return self._reply(ctx)
+
+    def _direct_reply(self, call, environ):
+        """The reply (bytes, empty for a notification) of a call that a
+        direct method answers, or None: then spyne's pipeline runs it."""
+        if type(call) is not dict or not self.direct_methods:
+            return None
+        direct = self.direct_methods.get(call.get("method"))
+        if direct is None or call.get("jsonrpc") != "2.0":
+            return None
+        req_id = call.get("id", _NO_ID)
+        if req_id is not _NO_ID and req_id is not None and type(req_id) not in (str, int):
+            return None  # floats and the odd ids: spyne's path says what is wrong
+        try:
+            result = direct(call.get("params"), environ)
+        except Fault as fault:
+            environ["tasktypes.jsonrpc_errors"].note("%s: %s: %s" % (
+                call["method"], fault.faultcode, _short(fault.faultstring)))
+            if req_id is _NO_ID:
+                return b""
+            return _encode({"jsonrpc": "2.0", "error": JsonRpc20.error_object(fault),
+                            "id": req_id})
+        if result is NOT_DIRECT:
+            return None
+        if req_id is _NO_ID:
+            return b""
+        return _encode({"jsonrpc": "2.0", "result": result, "id": req_id})
 
     def _system_reply(self, ctx, method):
         if ctx.in_body_doc:

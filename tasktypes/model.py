@@ -116,7 +116,11 @@ class TaskProgressResponse(ComplexModel):
     @classmethod
     def of(cls, state, now=None):
         now = time.time() if now is None else now
-        return cls(
+        # Its fields set directly, without ComplexModel.__init__: spyne's
+        # generic constructor costs more than the rest of a progress poll,
+        # and every field is given here (the protocols read them by name).
+        response = cls.__new__(cls)
+        response.__dict__.update(
             task_id=state.task_id,
             progress=state.progress,
             duration=state.duration(now),
@@ -124,6 +128,7 @@ class TaskProgressResponse(ComplexModel):
             status=state.status.value,
             message=state.message,
         )
+        return response
 
 
 class TaskLogLine(ComplexModel):

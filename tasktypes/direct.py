@@ -1,0 +1,132 @@
+"""The control methods of task types (``m_progress``, ``m_result``,
+``m_cancel``, ``m_wait``, ``m_log``) answered over JSON-RPC without spyne's
+per-call machinery.
+
+They are ours, and they are what pollers call most: they need the store and
+a task id, not a request context. Through spyne, one poll builds a
+``MethodContext`` (its init and some 56 attribute sets), reads its one int
+param through the soft validator and fires a dozen events; here a call whose
+params are exactly what the method takes (the right names or count, a plain
+int id, a finite number of seconds) goes straight to the same function spyne
+would call, and its result is written by the protocol's own writer for that
+method: the reply is byte for byte spyne's (``tests/test_direct.py``). A call
+with anything else in its params goes through spyne, so that every error a
+client can get keeps the one message it has. User methods always go through
+spyne.
+
+    direct = direct_methods(jsonrpc_app)    # {"countdown_progress": call, ...}
+    JsonRpcApplication(jsonrpc_app, direct_methods=direct)
+"""
+
+import math
+
+from spyne import Double, Integer
+
+#: What a direct call returns to say: not for me, go through spyne.
+NOT_DIRECT = object()
+
+_ROLES = ("progress", "result", "cancel", "wait", "log")
+
+
+class _Context:
+    """What a control function reads of spyne's context: the application
+    (its store, limits) and the request's WSGI environ (its wait budget)."""
+
+    __slots__ = ("app", "transport")
+
+    def __init__(self, app, environ):
+        self.app = app
+        self.transport = _Transport(environ)
+
+
+class _Transport:
+    __slots__ = ("req_env",)
+
+    def __init__(self, environ):
+        self.req_env = environ
+
+
+def _bound(attrs, name, default):
+    value = getattr(attrs, name, None)
+    return default if value is None else value
+
+
+def _reader(cls):
+    """A check of one param value: the value itself if it is plainly of
+    ``cls`` and within its bounds, else NOT_DIRECT."""
+    attrs = cls.Attributes
+    if math.isfinite(_bound(attrs, "gt", -math.inf)) \
+            or math.isfinite(_bound(attrs, "lt", math.inf)):
+        return None  # exclusive bounds: left to spyne
+    low = _bound(attrs, "ge", -math.inf)
+    high = _bound(attrs, "le", math.inf)
+    # Integer64 and friends: what spyne's validation allows of their bits
+    # (``min_bound``/``max_bound``, spyne 2.14's TBoundedInteger).
+    low = max(low, _bound(attrs, "min_bound", -math.inf))
+    high = min(high, _bound(attrs, "max_bound", math.inf))
+    if issubclass(cls, Integer):
+        def read(value):
+            if type(value) is not int or value < low or value > high:
+                return NOT_DIRECT
+            return value
+    elif issubclass(cls, Double):
+        def read(value):
+            if type(value) not in (int, float) or not math.isfinite(value) \
+                    or value < low or value > high:
+                return NOT_DIRECT
+            return float(value)
+    else:
+        return None
+    return read
+
+
+def _direct_call(app, protocol, descriptor):
+    """The direct call of one control method, or None if one of its params
+    is of a type this module does not read itself."""
+    fields = list(descriptor.in_message._type_info.items())
+    names = [name for name, _ in fields]
+    readers = [_reader(cls) for _, cls in fields]
+    if None in readers:
+        return None
+    count = len(names)
+    function = descriptor.function
+    write = protocol._result_writer(descriptor)
+
+    def call(params, environ):
+        if type(params) is list:
+            if len(params) != count:
+                return NOT_DIRECT
+            values = params
+        elif type(params) is dict and len(params) == count:
+            try:
+                values = [params[name] for name in names]
+            except KeyError:
+                return NOT_DIRECT
+        else:
+            return NOT_DIRECT
+        args = []
+        for read, value in zip(readers, values):
+            value = read(value)
+            if value is NOT_DIRECT:
+                return NOT_DIRECT
+            args.append(value)
+        return write([function(_Context(app, environ), *args)])
+
+    return call
+
+
+def direct_methods(app):
+    """``{method name: call(params, environ)}`` for every control method of
+    the task types of spyne application ``app`` (whose protocol is
+    ``JsonRpc20``). ``call`` returns the result as a JSON value, raises the
+    method's Fault, or returns ``NOT_DIRECT``."""
+    protocol = app.out_protocol
+    found = {}
+    for descriptor in app.interface.method_id_map.values():
+        role = getattr(descriptor.function, "tasktypes_role", None)
+        if role is None or role.role not in _ROLES or descriptor.aux is not None:
+            continue
+        call = _direct_call(app, protocol, descriptor)
+        if call is not None:
+            found[descriptor.name] = call
+    return found

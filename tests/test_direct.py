@@ -1,0 +1,99 @@
+"""The control methods answered without spyne's per-call context
+(``tasktypes.direct``) answer byte for byte what spyne's own pipeline
+answers, for good calls and bad ones, singly and in batches, on both
+stores. Each request goes to two WSGI apps over the same spyne application
+and store: the one ``make_application`` builds, with direct methods, and one
+without them."""
+
+import io
+import json
+
+import pytest
+
+from service import services
+from tasktypes import make_application
+from tasktypes.jsonrpc import JsonRpcApplication
+
+from conftest import wait_until
+
+
+@pytest.fixture
+def apps(make_store):
+    store = make_store()
+    application = make_application(services, store=store)
+    direct = application.mounts["/jsonrpc"]
+    assert direct.direct_methods, "make_application gave no direct methods"
+    plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
+                               system_methods=direct.system_methods)
+    return direct, plain
+
+
+def call(app, body):
+    body = body if isinstance(body, bytes) else json.dumps(body).encode()
+    environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+               "PATH_INFO": "/jsonrpc", "SERVER_NAME": "x", "SERVER_PORT": "1",
+               "wsgi.url_scheme": "http", "QUERY_STRING": ""}
+    status = []
+    reply = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+    return status[0], reply
+
+
+def rpc(method, params, id=1):
+    request = {"jsonrpc": "2.0", "method": method, "id": id}
+    if params is not None:
+        request["params"] = params
+    return request
+
+
+def finished(app, method, params):
+    task_id = json.loads(call(app, rpc(method, params))[1])["result"]["task_id"]
+    wait_until(lambda: json.loads(call(app, rpc(method + "_progress", [task_id]))[1])
+               ["result"]["status"] != "running"
+               and json.loads(call(app, rpc(method + "_progress", [task_id]))[1])
+               ["result"]["status"] != "queued")
+    return task_id
+
+
+def test_good_calls_answer_the_same_bytes(apps):
+    """Guards: progress, result (a plain and a complex one), cancel, wait and
+    log of finished tasks, by position and by name, are the same reply."""
+    direct, plain = apps
+    count = finished(direct, "countdown", [2, 0.01])
+    clone = finished(direct, "cloneInstance", ["vm", "copy"])
+    failed = finished(direct, "failingTask", ["no", 0])
+    requests = [
+        rpc("countdown_progress", [count]), rpc("countdown_progress", {"task_id": count}),
+        rpc("countdown_result", [count], id="r"), rpc("cloneInstance_result", [clone]),
+        rpc("cloneInstance_log", [clone, 0]), rpc("cloneInstance_log", {"task_id": clone,
+                                                                         "after": 2}),
+        rpc("countdown_cancel", [count]), rpc("countdown_wait", [count, 5]),
+        rpc("countdown_wait", {"task_id": count, "timeout": 0}),
+        rpc("failingTask_result", [failed]), rpc("failingTask_progress", [failed], id=None),
+        rpc("countdown_progress", [12345]),
+    ]
+    for request in requests:
+        assert call(direct, request) == call(plain, request), request
+    assert call(direct, requests) == call(plain, requests)  # one batch
+    notification = dict(requests[0])
+    del notification["id"]
+    assert call(direct, notification) == call(plain, notification) == ("204 No Content", b"")
+
+
+@pytest.mark.parametrize("params", [
+    ["x"], [1.0], [True], [None], [], [1, 2], {"task": 1}, {"task_id": 1, "x": 2},
+    [2 ** 70], [-(2 ** 64)], "nope", None, [{"task_id": 1}],
+])
+def test_bad_params_answer_the_same_bytes(apps, params):
+    """Guards: whatever is not plainly what the method takes goes through
+    spyne, so that its error (-32602 with its message, or -32600) is the
+    same one."""
+    direct, plain = apps
+    for method in ("countdown_progress", "countdown_result", "countdown_cancel"):
+        request = rpc(method, params)
+        assert call(direct, request) == call(plain, request), request
+    for request in (rpc("countdown_wait", [1, -1]), rpc("countdown_wait", [1, "soon"]),
+                    rpc("countdown_log", [1, -1]), rpc("countdown_wait", [1, 1e400])):
+        assert call(direct, request) == call(plain, request), request
+    odd_ids = {"jsonrpc": "2.0", "method": "countdown_progress", "params": [1], "id": 1.5}
+    assert call(direct, odd_ids) == call(plain, odd_ids)
