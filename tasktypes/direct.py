@@ -22,8 +22,7 @@ import math
 
 from spyne import Double, Integer
 
-#: What a direct call returns to say: not for me, go through spyne.
-NOT_DIRECT = object()
+from .jsonrpc import NOT_DIRECT
 
 _ROLES = ("progress", "result", "cancel", "wait", "log")
 

@@ -35,7 +35,6 @@ from tasktypes.errors import jsonrpc_code
 from tasktypes.validation import expected_type
 from tasktypes.defaults import CONTAINERS_PER_CALL as _CONTAINERS_PER_CALL
 from tasktypes.defaults import MAX_BATCH as DEFAULT_MAX_BATCH
-from tasktypes.direct import NOT_DIRECT
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +49,9 @@ INTERNAL_ERROR = -32603
 MAX_QUOTE = 200
 
 _NO_ID = object()  # a notification: the request had no "id" member at all
+#: What a direct method (``JsonRpcApplication(direct_methods=...)``) returns
+#: to say: not for me, run this call through spyne.
+NOT_DIRECT = object()
 _JSON_TYPE = "application/json; charset=utf-8"
 
 
