@@ -120,5 +120,10 @@ SOCKET_TIMEOUT = 2.0
 PROGRESS_INTERVAL = 0.1
 #: Seconds a terminated worker process has to exit before it gets SIGKILL.
 KILL_GRACE = 0.5
+#: Finished tasks whose state a server process keeps, so that polling one
+#: needs no Redis round trip (a finished task never changes again), and the
+#: seconds each is kept at most (never past the task's own expiry).
+FINISHED_CACHE_SIZE = 10_000
+FINISHED_CACHE_SECONDS = 60.0
 #: Messages read from one worker before the supervisor looks at the others.
 READS_PER_ROUND = 1000

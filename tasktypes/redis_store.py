@@ -53,6 +53,12 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     delivers at most once, so the heartbeat also reads the status of the
     tasks running here and stops those that ended elsewhere.
 
+Polls of finished tasks
+    A finished task never changes again, so ``read`` keeps the states of
+    the finished tasks it has read (``FinishedStates``: bounded, for a
+    minute at most, never past the task's expiry) and answers their polls
+    without a round trip.
+
 When Redis is unreachable
     Redis calls time out after ``SOCKET_TIMEOUT`` seconds; any connection
     failure is ``StoreUnavailable`` (SOAP ``Server.StoreUnavailable``,
@@ -76,6 +82,8 @@ When Redis is unreachable
     which then fails them, and their servers stop those processes.
 """
 
+import collections
+import dataclasses
 import functools
 import json
 import math
@@ -100,8 +108,8 @@ from .process_runner import ProcessRunner
 from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS,
                     QUEUE_PER_WORKER, Store, arguments_text)
 from .task_body import clamp_progress
-from .defaults import (HEARTBEAT_INTERVAL, HEARTBEAT_TTL, KEY_PREFIX, PROGRESS_INTERVAL,
-                       SOCKET_TIMEOUT)
+from .defaults import (FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZE, HEARTBEAT_INTERVAL,
+                       HEARTBEAT_TTL, KEY_PREFIX, PROGRESS_INTERVAL, SOCKET_TIMEOUT)
 
 logger = logging.getLogger(__name__)
 
@@ -333,6 +341,7 @@ class RedisStore(Store):
 
         self.redis = connect(redis_url)
         self._raw_redis = connect(redis_url, decode_responses=False)
+        self._finished = FinishedStates()
         self._malformed = 0
         self._end = self.redis.register_script(_END)
         self._read = self.redis.register_script(_READ)
@@ -383,6 +392,10 @@ class RedisStore(Store):
 
     @unavailable
     def read(self, task_type, task_id, with_result=False):
+        if not with_result:
+            known = self._finished.get(task_id, task_type.name)
+            if known is not None:
+                return known
         fields = _FIELDS + ("result",) if with_result else _FIELDS
         values = self._read(
             keys=[self._task_key % task_id, self._slots_key % task_type.key],
@@ -399,6 +412,8 @@ class RedisStore(Store):
             record["timed_out"] == "1")
         if with_result and state.status is TaskStatus.DONE:
             state.result = decode_result(task_type.returns, record["result"])
+        elif state.status.is_finished:
+            self._finished.put(state, self.result_ttl)
         return state
 
     @unavailable
@@ -706,6 +721,42 @@ def _parse_cursor(cursor):
         return repr(float(score)), member
     except ValueError:
         raise ValueError("bad cursor %.40r" % (cursor,)) from None
+
+
+class FinishedStates:
+    """The states of finished tasks this process has read, so that polling a
+    finished task needs no Redis round trip: once finished, a task never
+    changes again (every Lua transition checks the status it leaves). At
+    most ``FINISHED_CACHE_SIZE`` of them, each kept ``FINISHED_CACHE_SECONDS``
+    at most and never past the task's own expiry, so an expired task is
+    TaskNotFound as before; a Redis that lost its data is seen within that
+    bound. Results are not kept here (they may be large)."""
+
+    def __init__(self, size=FINISHED_CACHE_SIZE, seconds=FINISHED_CACHE_SECONDS):
+        self.size = size
+        self.seconds = seconds
+        self._states = collections.OrderedDict()  # task id -> (state, until)
+        self._lock = threading.Lock()
+
+    def get(self, task_id, method):
+        """A copy of the kept state of ``task_id`` of ``method``, or None."""
+        with self._lock:
+            found = self._states.get(task_id)
+            if found is None:
+                return None
+            state, until = found
+            if until <= time.time():
+                del self._states[task_id]
+                return None
+        return dataclasses.replace(state) if state.method == method else None
+
+    def put(self, state, result_ttl):
+        until = min(time.time() + self.seconds, state.endtime + result_ttl)
+        with self._lock:
+            self._states[state.task_id] = (dataclasses.replace(state), until)
+            self._states.move_to_end(state.task_id)
+            while len(self._states) > self.size:
+                self._states.popitem(last=False)
 
 
 class ProgressWriter:

@@ -21,7 +21,7 @@ from conftest import (JsonRpcError, jsonrpc, soap_fault, soap_service,
 from fixtures import task_type
 
 from tasktypes import redis_store as redis_store_module
-from tasktypes.errors import StoreUnavailable, TaskTimedOut
+from tasktypes.errors import StoreUnavailable, TaskNotFound, TaskTimedOut
 from tasktypes.model import TaskStatus
 from tasktypes.redis_store import (HEARTBEAT_INTERVAL, HEARTBEAT_TTL, KEY_PREFIX,
                                    SOCKET_TIMEOUT, RedisStore)
@@ -185,7 +185,11 @@ def test_redis_unreachable(redis_server, redis_url):
         with pytest.raises(StoreUnavailable):
             store.submit(task_type("add"), (1, 1))
         with pytest.raises(StoreUnavailable):
-            store.read(task_type("add"), task_id)
+            store.read(task_type("add"), task_id + 1)
+        with pytest.raises(StoreUnavailable):
+            store.result(task_type("add"), task_id)
+        # a finished task this process has read is still answered, from memory
+        assert store.read(task_type("add"), task_id).status is TaskStatus.DONE
         assert time.monotonic() - started < 6
         redis_server.start()
         assert run(store, "add", 2, 3)[1].status is TaskStatus.DONE
@@ -547,3 +551,21 @@ def test_redis_restarted_mid_run(redis_server, redis_url, service_process):
     assert client.countdown_wait(task_id, 10).status == "done"
     assert time.monotonic() - started < 5
     assert client.countdown_result(task_id) == 1
+
+
+def test_polls_of_a_finished_task_need_no_round_trip(store, redis_url):
+    """Guards: a finished task never changes again, so a server process that
+    has read it once answers further polls from memory (bounded, and never
+    past the task's expiry: test_finished_tasks_expire)."""
+    task_id, state = run(store, "add", 2, 2)
+    assert state.status is TaskStatus.DONE
+    tt = task_type("add")
+    store.read(tt, task_id)
+    client = redis.Redis.from_url(redis_url)
+    before = client.info("stats")["total_commands_processed"]
+    for _ in range(100):
+        assert store.read(tt, task_id).status is TaskStatus.DONE
+    assert client.info("stats")["total_commands_processed"] - before < 5
+    with pytest.raises(TaskNotFound):
+        store.read(task_type("zero"), task_id)  # still bound to its method
+    assert store.result(tt, task_id) == 4  # results are read from Redis
