@@ -877,14 +877,21 @@ class JsonRpcApplication(WsgiApplication):
         req_id = call.get("id", _NO_ID)
         if req_id is not _NO_ID and req_id is not None and type(req_id) not in (str, int):
             return None  # floats and the odd ids: spyne's path says what is wrong
+        notes = environ["tasktypes.jsonrpc_errors"]
+        failure = None
         try:
             result = direct(call.get("params"), environ)
         except Fault as fault:
-            environ["tasktypes.jsonrpc_errors"].note("%s: %s: %s" % (
-                call["method"], fault.faultcode, _short(fault.faultstring)))
+            notes.note("%s: %s: %s" % (call["method"], fault.faultcode,
+                                       _short(fault.faultstring)))
+            failure = fault
+        except Exception:  # as spyne's path: an internal error, logged
+            notes.crashed("JSON-RPC %s raised" % call["method"])
+            failure = InternalError()
+        if failure is not None:
             if req_id is _NO_ID:
                 return b""
-            return _encode({"jsonrpc": "2.0", "error": JsonRpc20.error_object(fault),
+            return _encode({"jsonrpc": "2.0", "error": JsonRpc20.error_object(failure),
                             "id": req_id})
         if result is NOT_DIRECT:
             return None

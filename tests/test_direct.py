@@ -97,3 +97,22 @@ def test_bad_params_answer_the_same_bytes(apps, params):
         assert call(direct, request) == call(plain, request), request
     odd_ids = {"jsonrpc": "2.0", "method": "countdown_progress", "params": [1], "id": 1.5}
     assert call(direct, odd_ids) == call(plain, odd_ids)
+
+
+def test_a_crash_in_a_direct_call_is_an_internal_error(apps, make_store):
+    """Guards: an exception that is no Fault (a bug, a store that breaks)
+    answers -32603 with the call's id, as spyne's path does, never an
+    empty HTTP 500."""
+    direct, plain = apps
+    store = direct.app.tasktypes_store
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the store broke")
+    store.read = broken  # this store's own method, broken on purpose
+    request = rpc("countdown_progress", [1], id=7)
+    assert call(direct, request) == call(plain, request)
+    status, reply = call(direct, request)
+    assert status == "200 OK"
+    assert json.loads(reply) == {"jsonrpc": "2.0", "id": 7, "error": {
+        "code": -32603, "message": "Internal error",
+        "data": {"faultcode": "Server.InternalError"}}}
