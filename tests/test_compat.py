@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-
 from tasktypes import compat
+
+# It builds venvs of 3.10, 3.12 and 3.13 itself: CI runs it once (pytest.ini).
+pytestmark = pytest.mark.once
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
@@ -39,9 +41,6 @@ README_DRIVER = '''
 # ---- driver, not part of the README ----
 from _serve import serve, zeep
 from tasktypes import make_application
-
-# It builds venvs of 3.10, 3.12 and 3.13 itself: CI runs it once (pytest.ini).
-pytestmark = pytest.mark.once
 
 with serve(make_application([TaskService])) as base:
     client = zeep.Client(base + "/soap?wsdl")
