@@ -6,14 +6,14 @@
 #
 #   bash .ci/install-openrpc.sh          # idempotent: a second run is quick
 #
-# They go to /opt/tasktypes-openrpc (or $TASKTYPES_OPENRPC_TOOLS), outside the
+# They go to /opt/tasktypes-openrpc (or $OPENRPC_TOOLS), outside the
 # checkout, so that every checkout and worktree on the machine shares one
 # install; the versions are pinned by .ci/openrpc/package.json and its lock.
 set -euo pipefail
 umask 022
 
 CHECKOUT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PREFIX="${TASKTYPES_OPENRPC_TOOLS:-/opt/tasktypes-openrpc}"
+PREFIX="${OPENRPC_TOOLS:-/opt/tasktypes-openrpc}"
 export DEBIAN_FRONTEND=noninteractive
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

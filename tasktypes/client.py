@@ -335,35 +335,34 @@ class Task:
     def wait(self, timeout=None, on_progress=None, interval=POLL_INTERVAL):
         """Follow the task until it ends; its final ``Progress``.
 
-        Without ``on_progress`` the server tells when it ends (``m_wait``,
-        one call per ``WAIT_CHUNK`` seconds); with it, progress is polled
-        every ``interval`` seconds and each reading passed to
-        ``on_progress(progress)``. ``timeout`` (seconds, None for no limit)
-        raises ``WaitTimeout`` if the task is still going then; the task
-        goes on.
+        The server tells when it ends: each round is one ``m_wait``, which
+        answers the moment the task ends, else after ``WAIT_CHUNK`` seconds,
+        or after ``interval`` seconds when ``on_progress`` is given, which
+        then gets each reading (``on_progress(progress)``): at most one
+        request per ``interval``, and the end seen at once. Should the
+        server's waits all be taken (Busy), it polls ``m_progress`` every
+        ``interval`` instead. ``timeout`` (seconds, None for no limit) raises
+        ``WaitTimeout`` if the task is still going then; the task goes on.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        round_time = WAIT_CHUNK if on_progress is None else interval
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if on_progress is None:
-                chunk = WAIT_CHUNK if left is None else min(WAIT_CHUNK, left)
-                try:
-                    progress = Progress.of(self._control(
-                        "wait", self.task_id, chunk, timeout=chunk + self.client.timeout))
-                except Busy:  # the server's waits are all taken: poll instead
-                    progress = self.progress()
-                    if not progress.finished:
-                        time.sleep(interval if left is None else min(interval, left))
-            else:
+            chunk = round_time if left is None else min(round_time, left)
+            try:
+                progress = Progress.of(self._control(
+                    "wait", self.task_id, chunk, timeout=chunk + self.client.timeout))
+            except Busy:  # the server's waits are all taken: poll instead
                 progress = self.progress()
+                if not progress.finished:
+                    time.sleep(interval if left is None else min(interval, left))
+            if on_progress is not None:
                 on_progress(progress)
             if progress.finished:
                 return progress
             if left is not None and left <= 0:
                 raise WaitTimeout("%s task %s still %s after %g s" % (
                     self.method, self.task_id, progress.status, timeout), progress)
-            if on_progress is not None:
-                time.sleep(interval if left is None else min(interval, left))
 
     def _control(self, role, *params, timeout=None):
         return self.client.request("%s_%s" % (self.method, role), list(params),

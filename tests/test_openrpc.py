@@ -29,7 +29,7 @@ from tasktypes.errors import CODES, OTHER_FAULT_CODE
 from conftest import ServiceProcess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOOLS = os.environ.get("TASKTYPES_OPENRPC_TOOLS", "/opt/tasktypes-openrpc")
+TOOLS = os.environ.get("OPENRPC_TOOLS", "/opt/tasktypes-openrpc")
 ROLES = {"submit", "progress", "result", "cancel", "wait", "log"}
 
 
