@@ -104,23 +104,23 @@ class ProtocolError(RpcError):
 
 
 class ParseError(ProtocolError):
-    code = -32700
+    code, faultcode = -32700, "Client.ParseError"
 
 
 class InvalidRequest(ProtocolError):
-    code = -32600
+    code, faultcode = -32600, "Client.InvalidRequest"
 
 
 class MethodNotFound(ProtocolError):
-    code = -32601
+    code, faultcode = -32601, "Client.MethodNotFound"
 
 
 class InvalidParams(ProtocolError):
-    code = -32602
+    code, faultcode = -32602, "Client.InvalidParams"
 
 
 class InternalError(ProtocolError):
-    code = -32603
+    code, faultcode = -32603, "Server.InternalError"
 
 
 class ServiceFault(RpcError):

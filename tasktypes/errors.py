@@ -1,4 +1,5 @@
-"""The errors a task-type method can answer with, and their one table.
+"""The errors a task-type method, and a JSON-RPC request, can answer with,
+and their one table.
 
 Each error is a spyne ``Fault``, so SOAP needs nothing more; ``CODES`` maps
 each class to its SOAP faultcode and JSON-RPC error code, and every protocol
@@ -8,6 +9,11 @@ beyond the faultcode (the task's ``status`` and ``progress`` where they apply).
 """
 
 from spyne import Fault
+
+from .limits import cut
+
+#: Characters of a protocol error's message (it may quote what the client sent).
+MAX_PROTOCOL_MESSAGE = 200
 
 
 class TaskError(Fault):
@@ -47,8 +53,36 @@ class Busy(TaskError):
     in progress (``TASKTYPES_MAX_WAITERS``)."""
 
 
-class InvalidProgress(ValueError):
-    """``update_progress`` got NaN or a non-number (raised inside the task)."""
+class ProtocolError(Fault):
+    """A JSON-RPC request that is at fault itself, not the method it names
+    (the specification's errors, section 5.1)."""
+
+    def __init__(self, message):
+        super().__init__(faultcode=codes_of(type(self))[0],
+                         faultstring=cut(str(message), MAX_PROTOCOL_MESSAGE))
+
+
+class ParseError(ProtocolError):
+    """Invalid JSON was received."""
+
+
+class InvalidRequest(ProtocolError):
+    """The JSON sent is not a valid request object (or batch)."""
+
+
+class MethodNotFound(ProtocolError):
+    """The method does not exist."""
+
+
+class InvalidParams(ProtocolError):
+    """Invalid method parameters: a wrong type, out of bounds, missing, an unknown name."""
+
+
+class InternalError(ProtocolError):
+    """An unexpected exception; the client sees no traceback."""
+
+    def __init__(self, message="Internal error"):
+        super().__init__(message)
 
 
 class TaskStopped(BaseException):
@@ -66,6 +100,12 @@ CODES = {
     TaskTimedOut: ("Server.TaskTimedOut", -32005),
     StoreUnavailable: ("Server.StoreUnavailable", -32010),
     Busy: ("Server.Busy", -32011),
+    # JSON-RPC's own (https://www.jsonrpc.org/specification, 5.1)
+    ParseError: ("Client.ParseError", -32700),
+    InvalidRequest: ("Client.InvalidRequest", -32600),
+    MethodNotFound: ("Client.MethodNotFound", -32601),
+    InvalidParams: ("Client.InvalidParams", -32602),
+    InternalError: ("Server.InternalError", -32603),
 }
 
 #: JSON-RPC code for any other spyne Fault; its faultcode goes into ``data``.

@@ -31,19 +31,18 @@ from spyne.protocol.dictdoc import HierDictDocument
 from spyne.protocol.json import JsonDocument
 from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
-from tasktypes.errors import jsonrpc_code
+from tasktypes.errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound,
+                              ParseError, ProtocolError, codes_of, jsonrpc_code)
 from tasktypes.validation import expected_type
 from tasktypes.defaults import CONTAINERS_PER_CALL as _CONTAINERS_PER_CALL
 from tasktypes.defaults import MAX_BATCH as DEFAULT_MAX_BATCH
 
 logger = logging.getLogger(__name__)
 
-# The specification's error codes (section 5.1).
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
+# The specification's error codes (section 5.1), read from the one table.
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = (
+    codes_of(cls)[1] for cls in (ParseError, InvalidRequest, MethodNotFound,
+                                 InvalidParams, InternalError))
 
 #: Longest error message or log line quoting client input, in characters.
 MAX_QUOTE = 200
@@ -60,48 +59,8 @@ def _short(text, limit=MAX_QUOTE):
     return text if len(text) <= limit else text[:limit] + "... (%d chars)" % len(text)
 
 
-class JsonRpcError(Fault):
-    """A protocol-level error: the request, not the method, is at fault.
-
-    Its ``faultcode`` goes into the error's ``data``, as for every other
-    error, so that clients can tell errors apart by one field.
-    """
-
-    code = INTERNAL_ERROR
-    default_faultcode = "Client.JsonRpc"
-
-    def __init__(self, message):
-        super().__init__(self.default_faultcode, _short(message))
-
-
-class ParseError(JsonRpcError):
-    code = PARSE_ERROR
-    default_faultcode = "Client.ParseError"
-
-
-class InvalidRequest(JsonRpcError):
-    code = INVALID_REQUEST
-    default_faultcode = "Client.InvalidRequest"
-
-
-class MethodNotFound(JsonRpcError):
-    code = METHOD_NOT_FOUND
-    default_faultcode = "Client.MethodNotFound"
-
-
-class InvalidParams(JsonRpcError):
-    code = INVALID_PARAMS
-    default_faultcode = "Client.InvalidParams"
-
-
-class InternalError(JsonRpcError):
-    """An unexpected exception; the client sees no traceback."""
-
-    code = INTERNAL_ERROR
-    default_faultcode = "Server.InternalError"
-
-    def __init__(self, message="Internal error"):
-        super().__init__(message)
+# The protocol's own errors, in the one table of tasktypes.errors.
+JsonRpcError = ProtocolError
 
 
 def _describe(fault):
@@ -393,9 +352,6 @@ class JsonRpc20(JsonDocument):
         message = fault.faultstring
         if not isinstance(message, str):
             message = str(message)
-        if isinstance(fault, JsonRpcError):
-            return {"code": fault.code, "message": message,
-                    "data": {"faultcode": fault.faultcode}}
         code = jsonrpc_code(fault)
         data = {}
         extra = getattr(fault, "data", None)

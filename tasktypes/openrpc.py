@@ -60,8 +60,6 @@ from spyne.model.enum import EnumBase
 from spyne.model.primitive.number import PositiveInteger, UnsignedInteger
 
 from . import errors
-from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, \
-    PARSE_ERROR
 
 #: The OpenRPC version the document follows.
 OPENRPC_VERSION = "1.3.2"
@@ -72,16 +70,6 @@ DISCOVER = "rpc.discover"
 #: The extension member that marks the methods of a task type.
 EXTENSION = "x-tasktypes"
 
-# The specification's protocol errors (JSON-RPC 2.0, section 5.1), with the
-# meaning the specification gives them.
-_PROTOCOL_ERRORS = [
-    ("ParseError", PARSE_ERROR, "Invalid JSON was received by the server."),
-    ("InvalidRequest", INVALID_REQUEST, "The JSON sent is not a valid Request object."),
-    ("MethodNotFound", METHOD_NOT_FOUND, "The method does not exist."),
-    ("InvalidParams", INVALID_PARAMS,
-     "Invalid method parameters: a missing, unknown or ill-typed param."),
-    ("InternalError", INTERNAL_ERROR, "Internal JSON-RPC error: the method crashed."),
-]
 _OTHER_FAULT = "Fault"
 
 # What a method can answer besides InvalidParams and InternalError, by role.
@@ -149,8 +137,6 @@ def _error_objects():
         "code": errors.OTHER_FAULT_CODE,
         "message": "Any other Fault raised by a service; data.faultcode holds its faultcode.",
         "data": {"faultcode": "Server"}}
-    for name, code, meaning in _PROTOCOL_ERRORS:
-        table[name] = {"code": code, "message": meaning}
     return table
 
 

@@ -133,7 +133,7 @@ def test_the_exception_classes_follow_the_contract_table():
     with the same code, and that replies map to them."""
     for server_cls, (faultcode, code) in CODES.items():
         cls = getattr(tc, server_cls.__name__)
-        assert issubclass(cls, ServiceFault)
+        assert issubclass(cls, (ServiceFault, tc.ProtocolError))
         assert (cls.faultcode, cls.code) == (faultcode, code)
         error = tc.error_from_reply({"code": code, "message": "m",
                                      "data": {"faultcode": faultcode, "status": "running",
