@@ -737,46 +737,6 @@ class JsonRpcApplication(WsgiApplication):
         if reply is None:
             reply = self.run_call(self._call_context(environ, call))
         return reply
-        try:
-            self.app.in_protocol.create_in_document(ctx)
-        except ParseError as e:
-            errors.note(e.faultstring)
-            ctx.out_error = e
-            parts = [self._reply(ctx)]
-        else:
-            doc = ctx.in_document
-            if type(doc) is not list:
-                reply = self._direct_reply(doc, environ)
-                parts = [self.run_call(ctx) if reply is None else reply]
-            elif not doc:
-                ctx.out_error = InvalidRequest("Invalid Request: empty batch")
-                errors.note(ctx.out_error.faultstring)
-                parts = [self._reply(ctx)]
-            elif len(doc) > self.max_batch:
-                ctx.out_error = InvalidRequest(
-                    "Invalid Request: a batch of %d calls is over the limit of %d"
-                    % (len(doc), self.max_batch))
-                errors.note(ctx.out_error.faultstring)
-                parts = [self._reply(ctx)]
-            else:
-                parts = []
-                for call in doc:
-                    reply = self._direct_reply(call, environ)
-                    if reply is None:
-                        reply = self.run_call(self._call_context(environ, call))
-                    parts.append(reply)
-                parts = [p for p in parts if p]
-                if parts:
-                    parts = [b"[" + b",".join(parts) + b"]"]
-        _fire(self.event_manager, "wsgi_close", ctx)
-        errors.log(doc_size=len(ctx.in_document) if type(ctx.in_document) is list else 1)
-        body = b"".join(parts)
-        if not body:
-            start_response("204 No Content", [])
-            return []
-        start_response("200 OK", [("Content-Type", _JSON_TYPE),
-                                  ("Content-Length", str(len(body)))])
-        return [body]
 
     @staticmethod
     def _read_body(environ):
