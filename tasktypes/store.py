@@ -27,7 +27,7 @@ from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
 from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text, cut
 from .model import TaskState, TaskStatus, new_task_id
 from .runner import ThreadRunner
-from .task_body import clamp_progress, error_text
+from .task_body import clamp_progress
 from .tasklog import TaskLog
 from .defaults import (COUNT_WINDOW, MAX_ARGUMENT_CHARS, MAX_INDEXED, MAX_SCANNED,
                        QUEUE_PER_WORKER)
