@@ -29,6 +29,7 @@ from .jsonrpc import DEFAULT_MAX_BATCH, JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
 from .decorator import DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS, WaitSlots
 from .errors import TaskError
+from .idempotency import check_header as check_idempotency_key
 from .direct import direct_methods
 from .openrpc import DISCOVER, openrpc_json
 from .store import ThreadStore
@@ -128,6 +129,9 @@ class TaskTypesApplication:
         if app is None:
             return _plain(start_response, "404 Not Found",
                           "not found; endpoints: %s\n" % ", ".join(sorted(self.mounts)))
+        bad_key = check_idempotency_key(environ)
+        if bad_key is not None:  # before any method runs (tasktypes.idempotency)
+            return _plain(start_response, "400 Bad Request", bad_key)
         refusal = self._check_headers(environ)
         if refusal is None and environ.get("REQUEST_METHOD") == "POST":
             refusal = self._limit_body(environ)

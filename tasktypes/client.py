@@ -11,8 +11,8 @@
 
 Errors the service answers become exceptions, one class per faultcode of the
 contract (``TaskNotFound``, ``TaskNotFinished``, ``TaskFailed``,
-``TaskCancelled``, ``TaskTimedOut``, ``StoreUnavailable``, ``Busy``;
-``ServiceFault`` for any other fault) and one per JSON-RPC protocol error
+``TaskCancelled``, ``TaskTimedOut``, ``StoreUnavailable``, ``Busy``,
+``IdempotencyConflict``; ``ServiceFault`` for any other fault) and one per JSON-RPC protocol error
 (``InvalidParams``...), each with ``code``, ``faultcode``, ``status``,
 ``progress`` and the raw ``data``. All derive from ``ClientError``, as do
 ``ServerUnreachable`` (no connection after the retries), ``BadResponse``
@@ -26,17 +26,20 @@ every call and mixes those failures in one ``URLError``.
 
 Retries: reads (``progress``, ``result``, ``wait``, ``cancel``, which are
 safe to repeat) are retried with exponential backoff when the connection
-fails or a proxy answers 502/503/504. Submits (``start``) and ``call`` are
-never retried: the server may have started the task before the connection
-broke, and there is no idempotency key yet to make a second submit safe.
-``request(..., retry=True)`` retries a plain method the caller knows to be
-read-only. A ``TaskClient`` is meant for one thread at a time (as its
+fails or a proxy answers 502/503/504. So are submits (``start``): each
+carries an ``Idempotency-Key`` header (a new UUID, or the caller's
+``idempotency_key``), and a retry with that key gets the task the first
+attempt started, never a second one (the server remembers the key for its
+result TTL). ``call`` is never retried: a plain method may not be safe to
+repeat. ``request(..., retry=True)`` retries a plain method the caller knows
+to be read-only. A ``TaskClient`` is meant for one thread at a time (as its
 ``requests.Session`` is).
 """
 
 import itertools
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import requests
@@ -150,6 +153,13 @@ class TaskTimedOut(ServiceFault):
     code, faultcode = -32005, "Server.TaskTimedOut"
 
 
+class IdempotencyConflict(ServiceFault):
+    """The ``Idempotency-Key`` of a ``start`` was used before for the same
+    method with other arguments."""
+
+    code, faultcode = -32006, "Client.IdempotencyConflict"
+
+
 class StoreUnavailable(ServiceFault):
     code, faultcode = -32010, "Server.StoreUnavailable"
 
@@ -160,7 +170,7 @@ class Busy(ServiceFault):
 
 _FAULTS = {cls.faultcode: cls for cls in (
     TaskNotFound, TaskNotFinished, TaskFailed, TaskCancelled, TaskTimedOut,
-    StoreUnavailable, Busy)}
+    IdempotencyConflict, StoreUnavailable, Busy)}
 _CODES = {cls.code: cls for cls in (
     ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError,
     *_FAULTS.values())}
@@ -245,10 +255,18 @@ class TaskClient:
         Never retried (the method may not be safe to repeat)."""
         return self.request(method, _params(args, kwargs))
 
-    def start(self, method, *args, **kwargs):
+    def start(self, method, *args, idempotency_key=None, **kwargs):
         """Submit a task of the task-type ``method``: its ``Task`` at once.
-        Never retried: a lost reply may hide a started task."""
-        reply = self.request(method, _params(args, kwargs))
+
+        Sent with an ``Idempotency-Key``: ``idempotency_key`` (up to 255 of
+        ``A-Za-z0-9-_.:~+/=``), or a new UUID. So it is retried like a read
+        when the connection fails: a retry gets the task the lost attempt
+        started. Pass your own key to make a retry safe across processes
+        (keep it with the work it stands for); the same key with other
+        arguments raises ``IdempotencyConflict``."""
+        key = str(uuid.uuid4()) if idempotency_key is None else idempotency_key
+        reply = self.request(method, _params(args, kwargs), retry=True,
+                             headers={"Idempotency-Key": '"%s"' % key})
         if not isinstance(reply, dict) or not isinstance(reply.get("task_id"), int):
             raise BadResponse("%s did not answer a task id (is it a task type?): %.200r"
                               % (method, reply))
@@ -262,22 +280,24 @@ class TaskClient:
         """The service's OpenRPC document (``rpc.discover``)."""
         return self.request("rpc.discover", None, retry=True)
 
-    def request(self, method, params, retry=False, timeout=None):
+    def request(self, method, params, retry=False, timeout=None, headers=None):
         """One JSON-RPC call: its result, or the exception of its error.
         ``params``: a list, a dict or None; ``retry``: try again on
-        connection failures (only for calls that are safe to repeat)."""
+        connection failures (only for calls that are safe to repeat);
+        ``headers``: more HTTP headers to send."""
         body = {"jsonrpc": "2.0", "method": method, "id": next(self._ids)}
         if params is not None:
             body["params"] = params
         data = json.dumps(body, allow_nan=False).encode("utf-8")
         timeout = self.timeout if timeout is None else timeout
         attempts = 1 + (self.retries if retry else 0)
+        headers = dict(headers or (), **{"Content-Type": "application/json",
+                                         "Accept": "application/json"})
         for attempt in range(attempts):
             try:
                 response = self.session.post(
                     self.url, data=data, timeout=(min(10.0, timeout), timeout),
-                    headers={"Content-Type": "application/json",
-                             "Accept": "application/json"})
+                    headers=headers)
             except (requests.ConnectionError, requests.Timeout) as e:
                 failure = ServerUnreachable("cannot reach %s: %s" % (self.url, _reason(e)))
             except requests.RequestException as e:  # a bad URL, a reply cut short

@@ -28,6 +28,7 @@ from spyne import Array, Double, Integer64
 from spyne.decorator import rpc
 
 from .errors import Busy
+from .idempotency import request_key
 from .model import TaskInfoResponse, TaskLogLine, TaskProgressResponse
 from .defaults import MAX_WAIT as DEFAULT_MAX_WAIT, MAX_WAITERS as DEFAULT_MAX_WAITERS
 
@@ -174,7 +175,8 @@ def task_rpc(*params, **kparams):
             _publish_controls(cls, task_type, result_kparams)
 
             def submit(ctx, *args):
-                state = store_of(ctx).submit(task_type, args)
+                state = store_of(ctx).submit(task_type, args,
+                                             idempotency_key=request_key(ctx))
                 return TaskInfoResponse(task_id=state.task_id)
 
             submit.__doc__ = f.__doc__

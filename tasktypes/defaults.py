@@ -53,6 +53,17 @@ MAX_LOG_CHARS = 1000
 #: Characters of a task's arguments kept for the operator's view.
 MAX_ARGUMENT_CHARS = 2000
 
+# -- idempotent submission (tasktypes.idempotency) ------------------------------
+
+#: Characters of an ``Idempotency-Key`` (HTTP 400 beyond): a UUID is 36, the
+#: 255 of Stripe's keys leaves room for any scheme of the client's.
+MAX_IDEMPOTENCY_KEY = 255
+#: Seconds a retry (Redis store) waits for the task of a key whose first
+#: submit claimed it but has not written the task yet; a claim still without
+#: its task after that is taken over (its submit died in between). Above the
+#: longest a submit's Redis calls take (two SOCKET_TIMEOUTs with the retry).
+IDEMPOTENCY_PENDING = 10.0
+
 # -- the operator's task list --------------------------------------------------
 # Each store indexes the newest MAX_INDEXED submissions; one listing call
 # reads at most MAX_SCANNED entries of that index, whatever the number of

@@ -44,6 +44,11 @@ class TaskTimedOut(TaskError):
     """The task ran past its method's ``_time_limit``."""
 
 
+class IdempotencyConflict(TaskError):
+    """An ``Idempotency-Key`` sent again for the same method with other
+    arguments (the draft's HTTP 422): a retry must repeat its request."""
+
+
 class StoreUnavailable(TaskError):
     """The task store (Redis) cannot be reached."""
 
@@ -98,6 +103,7 @@ CODES = {
     TaskFailed: ("Server.TaskFailed", -32003),
     TaskCancelled: ("Client.TaskCancelled", -32004),
     TaskTimedOut: ("Server.TaskTimedOut", -32005),
+    IdempotencyConflict: ("Client.IdempotencyConflict", -32006),
     StoreUnavailable: ("Server.StoreUnavailable", -32010),
     Busy: ("Server.Busy", -32011),
     # JSON-RPC's own (https://www.jsonrpc.org/specification, 5.1)

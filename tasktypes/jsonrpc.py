@@ -34,6 +34,7 @@ from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 from tasktypes.errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound,
                               ParseError, ProtocolError, codes_of, jsonrpc_code)
 from tasktypes.validation import expected_type
+from tasktypes.idempotency import ENVIRON_KEY as IDEMPOTENCY_ENVIRON_KEY
 from tasktypes.defaults import CONTAINERS_PER_CALL as _CONTAINERS_PER_CALL
 from tasktypes.defaults import MAX_BATCH as DEFAULT_MAX_BATCH
 
@@ -712,6 +713,11 @@ class JsonRpcApplication(WsgiApplication):
                 raise InvalidRequest(
                     "Invalid Request: a batch of %d calls is over the limit of %d"
                     % (len(doc), self.max_batch))
+            elif len(doc) > 1 and IDEMPOTENCY_ENVIRON_KEY in environ:
+                # One key must never stand for two submits (tasktypes.idempotency).
+                raise InvalidRequest(
+                    "Invalid Request: an Idempotency-Key applies to one call; send "
+                    "the submit on its own, or the batch without the header")
             else:
                 parts = [part for part in (self._call(call, environ) for call in doc) if part]
                 body = b"[" + b",".join(parts) + b"]" if parts else b""

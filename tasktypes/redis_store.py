@@ -46,6 +46,17 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     is freed when its task's process is free: with the end of a task that
     returned, raised or died, but after a cancelled or timed-out one has been
     terminated, so that no body runs beyond the limit.
+``tasktypes:idempotency:<method>:<key>``
+    an ``Idempotency-Key`` given to a submit of ``<method>``
+    (``tasktypes.idempotency``): the string ``"<task id> <fingerprint>"``
+    (the SHA-256 of the method and its canonical arguments), expiring
+    ``result_ttl`` after that submit, so always before its task. A submit
+    with a key claims it first (``_CLAIM``, one script: ``SET`` if absent,
+    else the holder), then writes the task: two concurrent retries make
+    one task. A retry that finds a key claimed but its task not written
+    yet waits for it; a claim still without its task after
+    ``IDEMPOTENCY_PENDING`` seconds (its submit died in between) is taken
+    over. A submit that fails after its claim (``Busy``) deletes it.
 ``tasktypes:ended`` (pub/sub channel)
     carries the id of every task that ends (done, failed, cancelled, lost).
     Each server process listens: its waiters wake, and a cancelled task that
@@ -99,6 +110,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .decorator import TASK_TYPES
+from . import idempotency
 from .documents import decode_result
 from .errors import StoreUnavailable, TaskNotFound, TaskStopped
 from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text
@@ -109,7 +121,8 @@ from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS,
                     QUEUE_PER_WORKER, Store, arguments_text)
 from .task_body import clamp_progress
 from .defaults import (FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZE, HEARTBEAT_INTERVAL,
-                       HEARTBEAT_TTL, KEY_PREFIX, PROGRESS_INTERVAL, SOCKET_TIMEOUT)
+                       HEARTBEAT_TTL, IDEMPOTENCY_PENDING, KEY_PREFIX, PROGRESS_INTERVAL,
+                       SOCKET_TIMEOUT)
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +250,24 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
+# KEYS: an idempotency key. ARGV: "<task id> <fingerprint>" of this submit,
+# ttl ms, task key prefix, pending ms. Returns {outcome, value held}:
+# 'claimed' (the key is this submit's now), 'found' (held by a task that
+# exists), 'pending' (held, its task not written yet: claimed less than
+# pending ms ago). An older claim without its task is taken over.
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local id = string.match(held, '^(%d+) ')
+  if id and redis.call('EXISTS', ARGV[3] .. id) == 1 then return {'found', held} end
+  if id and redis.call('PTTL', KEYS[1]) > tonumber(ARGV[2]) - tonumber(ARGV[4]) then
+    return {'pending', held}
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {'claimed', ARGV[1]}
+"""
+
 # KEYS: slots. ARGV: lease ms, task ids.
 _RENEW = """
 local t = redis.call('TIME')
@@ -333,6 +364,7 @@ class RedisStore(Store):
         self._server_prefix = prefix + "server:"
         self._server_key = self._server_prefix + self.server_id
         self._slots_key = prefix + "slots:%s"
+        self._idempotency_key = prefix + "idempotency:%s:%s"  # method, key
         self.channel = prefix + "ended"
 
         self._ended_ms = int(result_ttl * 1000)
@@ -351,6 +383,7 @@ class RedisStore(Store):
         self._beat = self.redis.register_script(_BEAT)
         self._append_log = self.redis.register_script(_APPEND_LOG)
         self._read_log = self.redis.register_script(_READ_LOG)
+        self._claim = self.redis.register_script(_CLAIM)
 
         self._waiters = {}  # task id -> set of Events, woken by the listener
         self._waiters_lock = threading.Lock()
@@ -364,9 +397,15 @@ class RedisStore(Store):
     # client side
 
     @unavailable
-    def submit(self, task_type, args):
+    def submit(self, task_type, args, idempotency_key=None):
         task_id = new_task_id()
         key = self._task_key % task_id
+        claimed = []
+        if idempotency_key is not None:
+            first = self._claim_key(task_type, idempotency_key, args, task_id)
+            if first is not None:
+                return TaskState(first, task_type.name)
+            claimed.append(self._idempotency_key % (task_type.name, idempotency_key))
         with self.redis.pipeline() as pipe:
             # The heartbeat goes first: a reader must never see a task whose
             # server looks dead only because the first beat has not come yet.
@@ -386,9 +425,32 @@ class RedisStore(Store):
         try:
             self.runner.enqueue(task_type, task_id, args)
         except Exception:
-            self.redis.delete(key)
+            self.redis.delete(key, *claimed)
             raise
         return TaskState(task_id, task_type.name)
+
+    def _claim_key(self, task_type, idempotency_key, args, task_id):
+        """None if ``idempotency_key`` of this method is now this submit's
+        (for ``task_id``), else the id of the task that holds it;
+        ``IdempotencyConflict`` if that task had other arguments."""
+        fingerprint = idempotency.fingerprint(task_type, args)
+        name = self._idempotency_key % (task_type.name, idempotency_key)
+        args = ["%d %s" % (task_id, fingerprint), self._ended_ms,
+                self._task_key.replace("%d", ""), int(IDEMPOTENCY_PENDING * 1000)]
+        deadline = time.monotonic() + IDEMPOTENCY_PENDING + SOCKET_TIMEOUT
+        while True:
+            outcome, held = self._claim(keys=[name], args=args)
+            if outcome == "claimed":
+                return None
+            first, _, theirs = held.partition(" ")
+            if theirs != fingerprint:
+                raise idempotency.conflict(task_type.name, idempotency_key)
+            if outcome == "found":
+                return int(first)
+            if time.monotonic() > deadline:  # the script takes it over before
+                raise StoreUnavailable("the task of Idempotency-Key %s is still being "
+                                       "submitted; try again" % idempotency_key)
+            time.sleep(0.01)  # the first submit is between its claim and its task
 
     @unavailable
     def read(self, task_type, task_id, with_result=False):

@@ -24,6 +24,7 @@ import time
 
 from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
                      TaskNotFound, TaskStopped, TaskTimedOut)
+from . import idempotency
 from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text, cut
 from .model import TaskState, TaskStatus, new_task_id
 from .runner import ThreadRunner
@@ -72,10 +73,16 @@ class Store:
     max_indexed = MAX_INDEXED
     max_scanned = MAX_SCANNED
 
-    def submit(self, task_type, args):
+    def submit(self, task_type, args, idempotency_key=None):
         """Create a task of ``task_type`` with positional ``args`` and queue it
         to run. Returns its ``TaskState``; raises ``Busy`` when the queue is
-        full."""
+        full.
+
+        With an ``idempotency_key`` (``tasktypes.idempotency``): within
+        ``result_ttl`` of the submit that first gave that key for this
+        method, returns that task's state instead of creating one, or raises
+        ``IdempotencyConflict`` if the arguments differ. Concurrent submits
+        with one key create one task."""
         raise NotImplementedError
 
     def read(self, task_type, task_id, with_result=False):
@@ -161,6 +168,7 @@ class ThreadStore(Store):
         self._tasks = {}
         self._logs = {}  # task id -> TaskLog, once it has logged
         self._types = {}  # task id -> TaskType, for the operator's view
+        self._keys = idempotency.KeyMap()  # Idempotency-Keys, forgotten with their tasks
         # (submission number, task id), oldest first, for the task list
         self._index = []
         self._submissions = 0
@@ -173,10 +181,17 @@ class ThreadStore(Store):
 
     # client side
 
-    def submit(self, task_type, args):
+    def submit(self, task_type, args, idempotency_key=None):
         arguments = arguments_text(task_type, args)  # not under the lock: it may be long
+        if idempotency_key is not None:
+            fingerprint = idempotency.fingerprint(task_type, args)
         with self._lock:
-            self._expire(time.time())
+            now = time.time()
+            self._expire(now)
+            if idempotency_key is not None:
+                first = self._keys.find(task_type.name, idempotency_key, fingerprint, now)
+                if first is not None:
+                    return self._copy(self._tasks[first])
             task_id = new_task_id()
             while task_id in self._tasks:
                 task_id = new_task_id()
@@ -188,6 +203,9 @@ class ThreadStore(Store):
             self._submissions += 1
             self._index.append((self._submissions, task_id))
             del self._index[:-self.max_indexed]  # the newest only (a memmove)
+            if idempotency_key is not None:
+                self._keys.add(task_type.name, idempotency_key, fingerprint, task_id,
+                               now + self.result_ttl)
             return self._copy(state)
 
     def read(self, task_type, task_id, with_result=False):
@@ -336,6 +354,7 @@ class ThreadStore(Store):
             self._tasks.pop(task_id, None)
             self._logs.pop(task_id, None)
             self._types.pop(task_id, None)
+            self._keys.forget(task_id)
 
     @staticmethod
     def _copy(state, with_result=False):
