@@ -77,7 +77,7 @@ _OTHER_FAULT = "Fault"
 # errors of every such call.
 _ROLE_ERRORS = {
     None: [_OTHER_FAULT],  # a plain method: whatever Fault it raises
-    "submit": [errors.StoreUnavailable, errors.Busy],
+    "submit": [errors.IdempotencyConflict, errors.StoreUnavailable, errors.Busy],
     "result": [errors.TaskNotFound, errors.TaskNotFinished, errors.TaskFailed,
                errors.TaskCancelled, errors.TaskTimedOut, errors.StoreUnavailable],
     # beyond TASKTYPES_MAX_WAITERS waits at once

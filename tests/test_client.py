@@ -1,7 +1,7 @@
 """tasktypes.client against ``python wsgi.py`` over HTTP, with each store: a
 task followed to its result, a failing one, a cancelled one, unknown ids,
-the exception classes, retries for reads and none for submits, and a
-server that goes away in the middle of a wait."""
+the exception classes, retries for reads and starts and none for plain
+calls, and a server that goes away in the middle of a wait."""
 
 import os
 import signal
@@ -157,9 +157,10 @@ def test_requests_are_json(client):
     assert sent == ["application/json", "application/json"]
 
 
-def test_reads_are_retried_submits_never(request):
+def test_reads_are_retried_plain_calls_never(request):
     """Guards the retry rule: a read waits for a server that comes back on
-    its port; a submit to a server that is down fails at once."""
+    its port; a plain call to a server that is down fails at once (a start,
+    which carries an Idempotency-Key, is retried: test_idempotency)."""
     proc = ServiceProcess()
     request.addfinalizer(lambda: proc.stop())
     port = proc.port
@@ -167,7 +168,7 @@ def test_reads_are_retried_submits_never(request):
     with TaskClient(proc.url, retries=3, backoff=5) as client:
         started = time.monotonic()
         with pytest.raises(ServerUnreachable) as info:
-            client.start("countdown", 1, 0.1)
+            client.call("echo", "not retried")
         assert time.monotonic() - started < 4  # no backoff of 5 s: no retry
         assert "connection refused" in str(info.value)
 

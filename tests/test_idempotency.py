@@ -440,3 +440,30 @@ def test_a_claim_whose_submit_died_is_taken_over(redis_url, monkeypatch):
         assert store.redis.get(name).startswith("%d " % task_id)
     finally:
         store.close()
+
+
+# -- the README's examples, as printed --------------------------------------
+
+def test_the_readme_examples_run(server, tmp_path):
+    """Guards the README's curl and zeep examples of the header: pasted as
+    printed (only the address changes), the retry names the first task and
+    other arguments are the conflict."""
+    import json
+    import subprocess
+    import sys
+    from test_readme import README_ADDRESS, code_blocks, readme_section
+    section = readme_section("Submitting twice safely: Idempotency-Key")
+    (curl,), (python,) = code_blocks(section, "sh"), code_blocks(section, "python")
+    done = subprocess.run(["bash", "-c", "set -eu\n" + curl.replace(README_ADDRESS, server.url)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, again, other = [json.loads(line) for line in done.stdout.splitlines() if line]
+    assert first["result"]["task_id"] == again["result"]["task_id"]
+    assert other["error"]["code"] == -32006
+    assert other["error"]["data"]["faultcode"] == "Client.IdempotencyConflict"
+    script = tmp_path / "zeep_idempotency.py"
+    script.write_text(python.replace(README_ADDRESS, server.url))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "soap11env:Client.IdempotencyConflict"]
