@@ -467,3 +467,35 @@ def test_the_readme_examples_run(server, tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "soap11env:Client.IdempotencyConflict"]
+
+
+def test_a_retry_waits_for_the_task_of_a_fresh_claim(redis_url):
+    """Guards: a retry that finds the key claimed by a submit that has not
+    written its task yet neither answers that id at once (it might never
+    exist) nor starts a second task: it waits, and answers the id once the
+    task is there."""
+    from tasktypes.idempotency import fingerprint
+    from tasktypes.redis_store import RedisStore
+    add = task_type("add")
+    store = RedisStore(redis_url, workers=2, result_ttl=60)
+    try:
+        first = 4503599627370001
+        # as the first submit leaves it between its claim and its task
+        store.redis.set("tasktypes:idempotency:add:mid",
+                        "%d %s" % (first, fingerprint(add, (1, 2))), px=60_000)
+        calls = lambda: store.redis.info("commandstats").get(  # noqa: E731
+            "cmdstat_evalsha", {}).get("calls", 0)
+        before = calls()
+        answers = []
+        retry = threading.Thread(target=lambda: answers.append(
+            store.submit(add, (1, 2), idempotency_key="mid").task_id))
+        retry.start()
+        wait_until(lambda: calls() >= before + 3)  # it has asked, and asks again
+        assert answers == [] and retry.is_alive()
+        store.redis.hset("tasktypes:task:%d" % first, mapping={
+            "method": "add", "status": "queued"})
+        retry.join(10)
+        assert answers == [first]
+        assert store.redis.zcard("tasktypes:index") == 0  # no task of its own
+    finally:
+        store.close()
