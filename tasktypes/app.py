@@ -28,7 +28,7 @@ from spyne import Application, Fault
 from .jsonrpc import DEFAULT_MAX_BATCH, JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
 from .decorator import DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS, WaitSlots
-from .errors import TaskError
+from .errors import TaskError, is_client_fault
 from .direct import direct_methods
 from .openrpc import DISCOVER, openrpc_json
 from .store import ThreadStore
@@ -284,8 +284,7 @@ class _ShortRecords(logging.Filter):
 
     def filter(self, record):
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, TaskError) or (
-                isinstance(exc, Fault) and str(exc.faultcode).startswith("Client")):
+        if isinstance(exc, TaskError) or (isinstance(exc, Fault) and is_client_fault(exc)):
             record.exc_info = None
             record.exc_text = None
             if record.levelno > logging.INFO:

@@ -1,14 +1,17 @@
-"""The errors a task-type method, and a JSON-RPC request, can answer with,
-and their one table.
+"""The errors a task-type method, a JSON-RPC request and a SOAP request can
+answer with, and their one table.
 
 Each error is a spyne ``Fault``, so SOAP needs nothing more; ``CODES`` maps
 each class to its SOAP faultcode and JSON-RPC error code, and every protocol
 reads it from here (walking ``type(exc).__mro__``), so a new error is one
 class and one line. ``data`` holds what a JSON-RPC error's ``data`` carries
 beyond the faultcode (the task's ``status`` and ``progress`` where they apply).
+
+    raise TooDeep("elements nested more than 64 deep")  # SOAP: Client.TooDeep
 """
 
 from spyne import Fault
+from spyne.error import ValidationError as SpyneValidationError
 
 from .limits import cut
 
@@ -85,6 +88,71 @@ class InternalError(ProtocolError):
         super().__init__(message)
 
 
+class RequestRefused(Fault):
+    """A SOAP request refused before or while spyne reads it: the client's
+    doing (``tasktypes.xmlinput``, ``tasktypes.soap``). Over JSON-RPC the
+    same cases are its parse error or invalid request, whose codes these
+    share."""
+
+    def __init__(self, message):
+        super().__init__(faultcode=codes_of(type(self))[0], faultstring=message)
+
+
+class UnsupportedMediaType(RequestRefused):
+    """A multipart body (SOAP with attachments): send text/xml."""
+
+
+class BadRequest(RequestRefused):
+    """A request that cannot be read as a SOAP envelope, for any other reason."""
+
+
+class EmptyRequest(RequestRefused):
+    """The request body is empty."""
+
+
+class UnsupportedEncoding(RequestRefused):
+    """An encoding other than UTF-8 or UTF-16, declared or sent."""
+
+
+class EncodingMismatch(RequestRefused):
+    """The bytes are not what the Content-Type or the XML declaration says."""
+
+
+class XMLSyntaxError(RequestRefused):
+    """The body is not well-formed XML."""
+
+
+class DTDNotAllowed(RequestRefused):
+    """A document type declaration: SOAP forbids one."""
+
+
+class TooManyElements(RequestRefused):
+    """More elements than the XML bounds allow (``tasktypes.defaults``)."""
+
+
+class TooManyAttributes(RequestRefused):
+    """More attributes, in all or on one element, than the XML bounds allow."""
+
+
+class TooDeep(RequestRefused):
+    """Elements nested deeper than the XML bounds allow."""
+
+
+class NameTooLong(RequestRefused):
+    """An element or attribute name longer than the XML bounds allow."""
+
+
+class ValidationError(SpyneValidationError):
+    """An argument that is not of its declared type or out of its bounds:
+    the message says which, what was expected and what came.
+
+    A spyne ``ValidationError`` (which spyne's own code catches as such),
+    with the message taken as it is (spyne's would ``%``-format it)."""
+
+    def __init__(self, message):
+        Fault.__init__(self, faultcode=codes_of(type(self))[0], faultstring=message)
+
+
 class TaskStopped(BaseException):
     """Raised inside a thread-store body by ``update_progress`` once its task
     is cancelled or timed out. A ``BaseException`` so that a body's own
@@ -106,6 +174,20 @@ CODES = {
     MethodNotFound: ("Client.MethodNotFound", -32601),
     InvalidParams: ("Client.InvalidParams", -32602),
     InternalError: ("Server.InternalError", -32603),
+    # A SOAP request's own (never answered over JSON-RPC, whose equivalents
+    # are the parse error, invalid request and invalid params above)
+    ValidationError: ("Client.ValidationError", -32602),
+    UnsupportedMediaType: ("Client.UnsupportedMediaType", -32600),
+    BadRequest: ("Client.BadRequest", -32600),
+    EmptyRequest: ("Client.EmptyRequest", -32700),
+    UnsupportedEncoding: ("Client.UnsupportedEncoding", -32700),
+    EncodingMismatch: ("Client.EncodingMismatch", -32700),
+    XMLSyntaxError: ("Client.XMLSyntaxError", -32700),
+    DTDNotAllowed: ("Client.DTDNotAllowed", -32600),
+    TooManyElements: ("Client.TooManyElements", -32600),
+    TooManyAttributes: ("Client.TooManyAttributes", -32600),
+    TooDeep: ("Client.TooDeep", -32600),
+    NameTooLong: ("Client.NameTooLong", -32600),
 }
 
 #: JSON-RPC code for any other spyne Fault; its faultcode goes into ``data``.
@@ -120,6 +202,14 @@ def codes_of(cls):
         if klass in CODES:
             return CODES[klass]
     return ("Server", OTHER_FAULT_CODE)
+
+
+def is_client_fault(fault):
+    """Whether a Fault (ours or spyne's) says the client is at fault: its
+    faultcode is ``Client`` or ``Client.<something>`` (SOAP 1.1, 4.4.1), as
+    every ``Client.*`` class of ``CODES`` is."""
+    code = str(fault.faultcode)
+    return code == "Client" or code.startswith("Client.")
 
 
 def jsonrpc_code(fault):
