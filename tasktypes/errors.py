@@ -4,7 +4,11 @@ answer with, and their one table.
 Each error is a spyne ``Fault``, so SOAP needs nothing more; ``CODES`` maps
 each class to its SOAP faultcode and JSON-RPC error code, and every protocol
 reads it from here (walking ``type(exc).__mro__``), so a new error is one
-class and one line. ``data`` holds what a JSON-RPC error's ``data`` carries
+class and one line. SOAP's refusals of a request it cannot read have a
+faultcode only, in ``SOAP_CODES`` beside it: JSON-RPC never answers with
+them (its parse error, invalid request and invalid params say the same
+there), so they have no JSON-RPC code, no class in ``tasktypes.client`` and
+no place in the OpenRPC document, which ``CODES`` all feed. ``data`` holds what a JSON-RPC error's ``data`` carries
 beyond the faultcode (the task's ``status`` and ``progress`` where they apply).
 
     raise TooDeep("elements nested more than 64 deep")  # SOAP: Client.TooDeep
@@ -90,9 +94,7 @@ class InternalError(ProtocolError):
 
 class RequestRefused(Fault):
     """A SOAP request refused before or while spyne reads it: the client's
-    doing (``tasktypes.xmlinput``, ``tasktypes.soap``). Over JSON-RPC the
-    same cases are its parse error or invalid request, whose codes these
-    share."""
+    doing (``tasktypes.xmlinput``, ``tasktypes.soap``)."""
 
     def __init__(self, message):
         super().__init__(faultcode=codes_of(type(self))[0], faultstring=message)
@@ -174,20 +176,23 @@ CODES = {
     MethodNotFound: ("Client.MethodNotFound", -32601),
     InvalidParams: ("Client.InvalidParams", -32602),
     InternalError: ("Server.InternalError", -32603),
-    # A SOAP request's own (never answered over JSON-RPC, whose equivalents
-    # are the parse error, invalid request and invalid params above)
-    ValidationError: ("Client.ValidationError", -32602),
-    UnsupportedMediaType: ("Client.UnsupportedMediaType", -32600),
-    BadRequest: ("Client.BadRequest", -32600),
-    EmptyRequest: ("Client.EmptyRequest", -32700),
-    UnsupportedEncoding: ("Client.UnsupportedEncoding", -32700),
-    EncodingMismatch: ("Client.EncodingMismatch", -32700),
-    XMLSyntaxError: ("Client.XMLSyntaxError", -32700),
-    DTDNotAllowed: ("Client.DTDNotAllowed", -32600),
-    TooManyElements: ("Client.TooManyElements", -32600),
-    TooManyAttributes: ("Client.TooManyAttributes", -32600),
-    TooDeep: ("Client.TooDeep", -32600),
-    NameTooLong: ("Client.NameTooLong", -32600),
+}
+
+#: SOAP's own refusals: error class -> SOAP faultcode. Over JSON-RPC (where a
+#: method could only raise one itself) they are any other Fault, -32000.
+SOAP_CODES = {
+    ValidationError: "Client.ValidationError",  # JSON-RPC: InvalidParams
+    UnsupportedMediaType: "Client.UnsupportedMediaType",  # JSON-RPC: HTTP 415
+    BadRequest: "Client.BadRequest",
+    EmptyRequest: "Client.EmptyRequest",  # JSON-RPC: ParseError
+    UnsupportedEncoding: "Client.UnsupportedEncoding",
+    EncodingMismatch: "Client.EncodingMismatch",
+    XMLSyntaxError: "Client.XMLSyntaxError",
+    DTDNotAllowed: "Client.DTDNotAllowed",
+    TooManyElements: "Client.TooManyElements",  # JSON-RPC: InvalidRequest
+    TooManyAttributes: "Client.TooManyAttributes",
+    TooDeep: "Client.TooDeep",
+    NameTooLong: "Client.NameTooLong",
 }
 
 #: JSON-RPC code for any other spyne Fault; its faultcode goes into ``data``.
@@ -201,13 +206,15 @@ def codes_of(cls):
     for klass in cls.__mro__:
         if klass in CODES:
             return CODES[klass]
+        if klass in SOAP_CODES:
+            return SOAP_CODES[klass], OTHER_FAULT_CODE
     return ("Server", OTHER_FAULT_CODE)
 
 
 def is_client_fault(fault):
     """Whether a Fault (ours or spyne's) says the client is at fault: its
     faultcode is ``Client`` or ``Client.<something>`` (SOAP 1.1, 4.4.1), as
-    every ``Client.*`` class of ``CODES`` is."""
+    every ``Client.*`` class of the tables is."""
     code = str(fault.faultcode)
     return code == "Client" or code.startswith("Client.")
 
