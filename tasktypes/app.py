@@ -297,6 +297,7 @@ class _ShortRecords(logging.Filter):
         return True
 
 
+# spyne 2.14.0's module loggers that write a request's faults and documents.
 _SPYNE_LOGGERS = ("spyne.application", "spyne.application.client",
                   "spyne.application.server", "spyne.server._base",
                   "spyne.server.wsgi", "spyne.protocol.soap.soap11",

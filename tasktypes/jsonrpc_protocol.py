@@ -17,10 +17,13 @@ is mapped through ``tasktypes.errors``.
 
 HTTP, batches and logging are the server's: ``tasktypes.jsonrpc``.
 
-spyne internals used here, as read from spyne 2.14.0: ``_from_unicode_handlers``
-(``ProtocolBase``), ``_from_dict_value`` and ``_doc_to_object``
-(``HierDictDocument``), ``_object_to_doc`` (``JsonDocument``'s generic writer)
-and a message class's ``_type_info``.
+spyne internals used here, as read from spyne 2.14.0 (the rest is public):
+``_from_unicode_handlers`` (``ProtocolBase``: per-type readers, replaced
+for JSON's own types), ``_from_dict_value`` and ``_doc_to_object``
+(``HierDictDocument``: reading one value and one object, wrapped to say
+where a value failed), ``_object_to_doc`` (``JsonDocument``'s generic
+writer, for what the writers built once per type do not take) and a
+message class's ``__orig__`` (set by ``customize()``).
 """
 
 import json
@@ -445,8 +448,7 @@ class JsonRpc20(JsonDocument):
                 attrs.sanitizer is not None or self.polymorphic:
             writer = generic
         elif issubclass(cls, Array):
-            (item,) = cls._type_info.values()
-            write_item = self._build_writer(item, building)
+            write_item = self._build_writer(cls.get_inner_type(), building)
 
             def writer(value):
                 if value is None:
@@ -561,7 +563,7 @@ class _ParamPlan:
                          if protocol.get_cls_attrs(member).min_occurs > 0]
         self.fast = descriptor.body_style is BODY_STYLE_WRAPPED and \
             len(members) == len(fti) and \
-            getattr(cls, "__orig__", None) is None
+            getattr(cls, "__orig__", None) is None  # not a customize()d message
 
     def read(self, ctx, params):
         protocol = self.protocol

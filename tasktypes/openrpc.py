@@ -279,7 +279,7 @@ class _DocumentBuilder:
         if issubclass(cls, AnyDict):
             return {"type": "object"}
         if issubclass(cls, Array):
-            (item,) = cls._type_info.values()
+            item = cls.get_inner_type()
             return {"type": "array", "items": self._item_schema(item)}
         if issubclass(cls, ComplexModelBase):
             return {"$ref": "#/components/schemas/%s" % self.component(cls)}
@@ -364,7 +364,9 @@ class _DocumentBuilder:
 
     def component(self, cls):
         """The component name of a ComplexModel, its schema added on first use."""
-        cls = getattr(cls, "__orig__", None) or cls  # customize() makes subclasses
+        # customize() makes subclasses; __orig__ is the class it was made
+        # from (spyne 2.14.0's ModelBase attribute)
+        cls = getattr(cls, "__orig__", None) or cls
         name = self.names.get(cls)
         if name is not None:
             return name

@@ -99,7 +99,8 @@ def _described_missing(ctx, fault):
     descriptor = getattr(ctx, "descriptor", None)
     if found is None or descriptor is None:
         return fault
-    cls = descriptor.in_message._type_info.get(found.group(1))
+    message = descriptor.in_message
+    cls = message.get_flat_type_info(message).get(found.group(1))
     if cls is None:
         return fault
     return ValidationError("%s: expected %s, got nothing"

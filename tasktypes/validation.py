@@ -29,6 +29,8 @@ def type_name(cls):
     ComplexModel's), never the name spyne makes up for a bounded argument
     (``countdown_stepsType``)."""
     for klass in cls.__mro__:
+        # the name a class set itself (spyne 2.14.0's ModelBase.__type_name__),
+        # not one inherited or made up
         name = klass.__dict__.get("__type_name__")
         if name and klass.get_namespace() == NS_XSD:
             return name
