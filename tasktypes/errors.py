@@ -4,12 +4,13 @@ answer with, and their one table.
 Each error is a spyne ``Fault``, so SOAP needs nothing more; ``CODES`` maps
 each class to its SOAP faultcode and JSON-RPC error code, and every protocol
 reads it from here (walking ``type(exc).__mro__``), so a new error is one
-class and one line. SOAP's refusals of a request it cannot read have a
-faultcode only, in ``SOAP_CODES`` beside it: JSON-RPC never answers with
-them (its parse error, invalid request and invalid params say the same
-there), so they have no JSON-RPC code, no class in ``tasktypes.client`` and
-no place in the OpenRPC document, which ``CODES`` all feed. ``data`` holds what a JSON-RPC error's ``data`` carries
+class and one line. ``data`` holds what a JSON-RPC error's ``data`` carries
 beyond the faultcode (the task's ``status`` and ``progress`` where they apply).
+
+SOAP's refusals of a request it cannot read have a faultcode only, in
+``SOAP_CODES`` beside ``CODES``: JSON-RPC never answers with them (its parse
+error, invalid request and invalid params say the same there), and
+``CODES`` is also what the OpenRPC document and ``tasktypes.client`` list.
 
     raise TooDeep("elements nested more than 64 deep")  # SOAP: Client.TooDeep
 """

@@ -34,7 +34,8 @@ from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
 from tasktypes.defaults import CONTAINERS_PER_CALL as _CONTAINERS_PER_CALL
 from tasktypes.defaults import MAX_BATCH as DEFAULT_MAX_BATCH
-from tasktypes.errors import InternalError, InvalidParams, InvalidRequest, ParseError, ProtocolError
+from tasktypes.errors import (InternalError, InvalidParams, InvalidRequest, ParseError,
+                              ProtocolError)
 from tasktypes.jsonrpc_protocol import JSON_TYPE, NO_ID, JsonRpc20, encode, parse_json, short
 
 __all__ = ["DEFAULT_MAX_BATCH", "NOT_DIRECT", "JsonRpc20", "JsonRpcApplication"]

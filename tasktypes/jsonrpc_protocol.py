@@ -148,9 +148,10 @@ class JsonRpc20(JsonDocument):
     """The JSON-RPC 2.0 protocol for one call object.
 
     ``ctx.in_document`` is one request object (the server,
-    ``tasktypes.jsonrpc.JsonRpcApplication``, splits batches); ``ctx.out_document``
-    is the response object, or ``None`` for a notification. The id travels in the input
-    protocol context: ``ctx.inprot_ctx.jsonrpc_id``.
+    ``tasktypes.jsonrpc.JsonRpcApplication``, splits batches);
+    ``ctx.out_document`` is the response object, or ``None`` for a
+    notification. The id travels in the input protocol context:
+    ``ctx.inprot_ctx.jsonrpc_id``.
 
     Input is soft-validated by default (``validator="soft"``), as SOAP is.
     Results: strings, numbers, booleans and ``None`` as themselves, complex
