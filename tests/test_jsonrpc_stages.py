@@ -212,3 +212,22 @@ def test_spynes_records_pass_outside_a_json_rpc_request(app, caplog):
     with caplog.at_level(logging.INFO):
         logging.getLogger("spyne.application").error("elsewhere")
     assert [r.getMessage() for r in caplog.records] == ["elsewhere"]
+
+
+@pytest.mark.parametrize("method", [[1], {"a": 1}])
+def test_a_method_name_of_the_wrong_type_is_invalid_request_with_direct_methods(method):
+    """Guards: with direct methods on (as make_application serves), a
+    method that is an array or an object is looked up nowhere (main raised
+    TypeError, unhashable, out of the WSGI app: an HTTP 500)."""
+    from service import services
+    from tasktypes import ThreadStore, make_application
+    store = ThreadStore()
+    try:
+        app = make_application(services, store=store).mounts["/jsonrpc"]
+        assert app.direct_methods
+        for body in (rpc_call(method), [rpc_call(method)]):
+            reply = json.loads(post(app, body))
+            reply = reply[0] if isinstance(reply, list) else reply
+            assert reply["error"]["code"] == -32600 and reply["id"] is None
+    finally:
+        store.close()
