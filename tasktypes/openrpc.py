@@ -342,6 +342,8 @@ class _DocumentBuilder:
 
     def _number_schema(self, kind, cls, attrs):
         schema = {"type": kind}
+        # min_bound/max_bound: the bit sizes of Integer32 and friends (spyne
+        # 2.14.0's TBoundedInteger attributes)
         low = [_number(attrs.ge), _number(getattr(attrs, "min_bound", None))]
         high = [_number(attrs.le), _number(getattr(attrs, "max_bound", None))]
         if issubclass(cls, UnsignedInteger):

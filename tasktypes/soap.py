@@ -94,7 +94,8 @@ _MISSING = re.compile(r"^'(\w+)' member does not respect frequency constraints\.
 
 def _described_missing(ctx, fault):
     """spyne's fault for a missing argument ("'steps' member does not respect
-    frequency constraints.") as the others read: which argument, what type."""
+    frequency constraints.", spyne 2.14.0's text) as the others read: which
+    argument, what type."""
     found = _MISSING.match(str(fault.faultstring))
     descriptor = getattr(ctx, "descriptor", None)
     if found is None or descriptor is None:
