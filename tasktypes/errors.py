@@ -7,10 +7,11 @@ reads it from here (walking ``type(exc).__mro__``), so a new error is one
 class and one line. ``data`` holds what a JSON-RPC error's ``data`` carries
 beyond the faultcode (the task's ``status`` and ``progress`` where they apply).
 
-SOAP's refusals of a request it cannot read have a faultcode only, in
-``SOAP_CODES`` beside ``CODES``: JSON-RPC never answers with them (its parse
-error, invalid request and invalid params say the same there), and
-``CODES`` is also what the OpenRPC document and ``tasktypes.client`` list.
+SOAP's refusals of a request it cannot read are rows of the same table
+with ``OTHER_FAULT_CODE`` as their JSON-RPC code: JSON-RPC never answers
+with them itself (its parse error, invalid request and invalid params say
+the same there), so the OpenRPC document and ``tasktypes.client`` list only
+the rows with a code of their own (``jsonrpc_rows``).
 
     raise TooDeep("elements nested more than 64 deep")  # SOAP: Client.TooDeep
 """
@@ -162,6 +163,10 @@ class TaskStopped(BaseException):
     ``except Exception:`` does not swallow it."""
 
 
+#: JSON-RPC code for any other spyne Fault; its faultcode goes into ``data``.
+OTHER_FAULT_CODE = -32000
+
+
 #: error class -> (SOAP faultcode, JSON-RPC error code)
 CODES = {
     TaskNotFound: ("Client.TaskNotFound", -32001),
@@ -177,27 +182,22 @@ CODES = {
     MethodNotFound: ("Client.MethodNotFound", -32601),
     InvalidParams: ("Client.InvalidParams", -32602),
     InternalError: ("Server.InternalError", -32603),
+    # SOAP's own refusals of a request it cannot read; over JSON-RPC (where a
+    # method could only raise one itself) they are any other Fault.
+    ValidationError: ("Client.ValidationError", OTHER_FAULT_CODE),  # JSON-RPC: InvalidParams
+    UnsupportedMediaType: ("Client.UnsupportedMediaType", OTHER_FAULT_CODE),  # JSON-RPC: HTTP 415
+    BadRequest: ("Client.BadRequest", OTHER_FAULT_CODE),
+    EmptyRequest: ("Client.EmptyRequest", OTHER_FAULT_CODE),  # JSON-RPC: ParseError
+    UnsupportedEncoding: ("Client.UnsupportedEncoding", OTHER_FAULT_CODE),
+    EncodingMismatch: ("Client.EncodingMismatch", OTHER_FAULT_CODE),
+    XMLSyntaxError: ("Client.XMLSyntaxError", OTHER_FAULT_CODE),
+    DTDNotAllowed: ("Client.DTDNotAllowed", OTHER_FAULT_CODE),
+    TooManyElements: ("Client.TooManyElements", OTHER_FAULT_CODE),  # JSON-RPC: InvalidRequest
+    TooManyAttributes: ("Client.TooManyAttributes", OTHER_FAULT_CODE),
+    TooDeep: ("Client.TooDeep", OTHER_FAULT_CODE),
+    NameTooLong: ("Client.NameTooLong", OTHER_FAULT_CODE),
 }
 
-#: SOAP's own refusals: error class -> SOAP faultcode. Over JSON-RPC (where a
-#: method could only raise one itself) they are any other Fault, -32000.
-SOAP_CODES = {
-    ValidationError: "Client.ValidationError",  # JSON-RPC: InvalidParams
-    UnsupportedMediaType: "Client.UnsupportedMediaType",  # JSON-RPC: HTTP 415
-    BadRequest: "Client.BadRequest",
-    EmptyRequest: "Client.EmptyRequest",  # JSON-RPC: ParseError
-    UnsupportedEncoding: "Client.UnsupportedEncoding",
-    EncodingMismatch: "Client.EncodingMismatch",
-    XMLSyntaxError: "Client.XMLSyntaxError",
-    DTDNotAllowed: "Client.DTDNotAllowed",
-    TooManyElements: "Client.TooManyElements",  # JSON-RPC: InvalidRequest
-    TooManyAttributes: "Client.TooManyAttributes",
-    TooDeep: "Client.TooDeep",
-    NameTooLong: "Client.NameTooLong",
-}
-
-#: JSON-RPC code for any other spyne Fault; its faultcode goes into ``data``.
-OTHER_FAULT_CODE = -32000
 
 
 def codes_of(cls):
@@ -207,9 +207,13 @@ def codes_of(cls):
     for klass in cls.__mro__:
         if klass in CODES:
             return CODES[klass]
-        if klass in SOAP_CODES:
-            return SOAP_CODES[klass], OTHER_FAULT_CODE
     return ("Server", OTHER_FAULT_CODE)
+
+
+def jsonrpc_rows():
+    """The rows JSON-RPC answers with a code of their own: what the OpenRPC
+    document and the client's exception classes list."""
+    return {cls: codes for cls, codes in CODES.items() if codes[1] != OTHER_FAULT_CODE}
 
 
 def is_client_fault(fault):

@@ -130,7 +130,7 @@ def _version():
 
 def _error_objects():
     table = {}
-    for cls, (faultcode, code) in errors.CODES.items():
+    for cls, (faultcode, code) in errors.jsonrpc_rows().items():
         table[cls.__name__] = {"code": code, "message": _first_line(cls.__doc__),
                                "data": {"faultcode": faultcode}}
     table[_OTHER_FAULT] = {
