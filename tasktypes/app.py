@@ -28,7 +28,7 @@ from spyne import Application, Fault
 from .jsonrpc import DEFAULT_MAX_BATCH, JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
 from .decorator import DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS, WaitSlots
-from .errors import TaskError
+from .errors import TaskError, is_client_fault
 from .idempotency import check_header as check_idempotency_key
 from .direct import direct_methods
 from .openrpc import DISCOVER, openrpc_json
@@ -288,8 +288,7 @@ class _ShortRecords(logging.Filter):
 
     def filter(self, record):
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, TaskError) or (
-                isinstance(exc, Fault) and str(exc.faultcode).startswith("Client")):
+        if isinstance(exc, TaskError) or (isinstance(exc, Fault) and is_client_fault(exc)):
             record.exc_info = None
             record.exc_text = None
             if record.levelno > logging.INFO:
@@ -302,6 +301,7 @@ class _ShortRecords(logging.Filter):
         return True
 
 
+# spyne 2.14.0's module loggers that write a request's faults and documents.
 _SPYNE_LOGGERS = ("spyne.application", "spyne.application.client",
                   "spyne.application.server", "spyne.server._base",
                   "spyne.server.wsgi", "spyne.protocol.soap.soap11",

@@ -12,9 +12,9 @@
 Errors the service answers become exceptions, one class per faultcode of the
 contract (``TaskNotFound``, ``TaskNotFinished``, ``TaskFailed``,
 ``TaskCancelled``, ``TaskTimedOut``, ``StoreUnavailable``, ``Busy``,
-``IdempotencyConflict``; ``ServiceFault`` for any other fault) and one per JSON-RPC protocol error
-(``InvalidParams``...), each with ``code``, ``faultcode``, ``status``,
-``progress`` and the raw ``data``. All derive from ``ClientError``, as do
+``IdempotencyConflict``; ``ServiceFault`` for any other fault) and one per
+JSON-RPC protocol error (``InvalidParams``...), each with ``code``,
+``faultcode``, ``status``, ``progress`` and the raw ``data``. All derive from ``ClientError``, as do
 ``ServerUnreachable`` (no connection after the retries), ``BadResponse``
 (an answer that is not JSON-RPC) and ``WaitTimeout``.
 

@@ -14,9 +14,13 @@ body in the background), ``report_progress(task_id)``,
 spyne's ``ServiceMeta`` turns each decorated attribute into exactly one
 method; our ``explain`` hook runs at that moment, with the service class in
 hand, and registers the five sibling methods on the class the same way
-``ServiceMeta`` does. Published methods find their store on the spyne
-``Application`` (``make_application`` puts it there); a plain spyne
+``ServiceMeta`` does (``_add_method``: spyne has no public call for a method
+that is not in the class body). Published methods find their store on the
+spyne ``Application`` (``make_application`` puts it there); a plain spyne
 ``Application`` gets a process-wide ``ThreadStore``.
+
+In this process a task type is reached from its methods:
+``Reports.report.task_type`` (and ``Reports.report_progress.task_type``...).
 """
 
 import math
@@ -33,8 +37,11 @@ from .model import TaskInfoResponse, TaskLogLine, TaskProgressResponse
 from .defaults import MAX_WAIT as DEFAULT_MAX_WAIT, MAX_WAITERS as DEFAULT_MAX_WAITERS
 
 
-#: Every task type by its ``key``, so a child process that imports the
-#: service module can find the body to run.
+#: Every task type by its ``key`` ("module:Class.method"). The key is what
+#: crosses processes: the Redis store writes it into each task's hash, and
+#: its worker processes (``process_runner.find_task_type``, importing the
+#: module) and ``RedisStore.describe`` look the task type up by it there.
+#: Code that has the service class in hand uses ``Service.method.task_type``.
 TASK_TYPES = {}
 
 TaskId = Integer64(min_occurs=1, nillable=False)
@@ -186,7 +193,7 @@ def task_rpc(*params, **kparams):
             return rpc(*params, _returns=TaskInfoResponse,
                        _args=_argument_names(f), **kparams)(submit)(**kwargs)
 
-        explain_method._is_rpc = True
+        explain_method._is_rpc = True  # what ServiceMeta looks for (spyne 2.14.0)
         explain_method.__doc__ = f.__doc__
         return explain_method
 
@@ -233,9 +240,16 @@ def _publish_controls(cls, task_type, result_kparams):
         method = name + suffix
         function.__name__ = function.__qualname__ = method  # spyne's method key
         function.tasktypes_role = TaskRole(name, suffix[1:])
-        descriptor = rpc(*types, **kp)(function)(_default_function_name=method,
-                                                 _service_class=cls)
-        # as spyne's ServiceMeta does for the methods it finds itself
-        setattr(cls, method, staticmethod(descriptor.function))
-        descriptor.reset_function(getattr(cls, method))
-        cls.public_methods[method] = descriptor
+        function.task_type = task_type
+        _add_method(cls, method, rpc(*types, **kp)(function)(
+            _default_function_name=method, _service_class=cls))
+
+
+def _add_method(cls, name, descriptor):
+    # The body of spyne's ServiceMeta.__init__ loop (spyne 2.14.0,
+    # spyne/service.py), for a method ServiceMeta never sees: it is made by
+    # the explain hook of another one.
+    setattr(cls, name, staticmethod(descriptor.function))
+    descriptor.reset_function(getattr(cls, name))
+    getattr(cls, name).descriptor = descriptor
+    cls.public_methods[name] = descriptor

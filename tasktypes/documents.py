@@ -55,6 +55,9 @@ def _round_trip(returns, value, max_size):
     if returns is None:
         return "null", None
     wrapper = _wrapper(returns)
+    # _object_to_doc and _doc_to_object (spyne 2.14.0, JsonDocument) are the
+    # halves of its get_object_as_json and get_json_as_object without the
+    # protocol those build per call.
     ctx = FakeContext(out_document=[_JSON._object_to_doc(wrapper, wrapper(value=value))])
     _JSON.create_out_string(ctx, "utf8")
     data = b"".join(ctx.out_string)

@@ -1,14 +1,23 @@
-"""The errors a task-type method, and a JSON-RPC request, can answer with,
-and their one table.
+"""The errors a task-type method, a JSON-RPC request and a SOAP request can
+answer with, and their one table.
 
 Each error is a spyne ``Fault``, so SOAP needs nothing more; ``CODES`` maps
 each class to its SOAP faultcode and JSON-RPC error code, and every protocol
 reads it from here (walking ``type(exc).__mro__``), so a new error is one
 class and one line. ``data`` holds what a JSON-RPC error's ``data`` carries
 beyond the faultcode (the task's ``status`` and ``progress`` where they apply).
+
+SOAP's refusals of a request it cannot read are rows of the same table
+with ``OTHER_FAULT_CODE`` as their JSON-RPC code: JSON-RPC never answers
+with them itself (its parse error, invalid request and invalid params say
+the same there), so the OpenRPC document and ``tasktypes.client`` list only
+the rows with a code of their own (``jsonrpc_rows``).
+
+    raise TooDeep("elements nested more than 64 deep")  # SOAP: Client.TooDeep
 """
 
 from spyne import Fault
+from spyne.error import ValidationError as SpyneValidationError
 
 from .limits import cut
 
@@ -90,10 +99,77 @@ class InternalError(ProtocolError):
         super().__init__(message)
 
 
+class RequestRefused(Fault):
+    """A SOAP request refused before or while spyne reads it: the client's
+    doing (``tasktypes.xmlinput``, ``tasktypes.soap``)."""
+
+    def __init__(self, message):
+        super().__init__(faultcode=codes_of(type(self))[0], faultstring=message)
+
+
+class UnsupportedMediaType(RequestRefused):
+    """A multipart body (SOAP with attachments): send text/xml."""
+
+
+class BadRequest(RequestRefused):
+    """A request that cannot be read as a SOAP envelope, for any other reason."""
+
+
+class EmptyRequest(RequestRefused):
+    """The request body is empty."""
+
+
+class UnsupportedEncoding(RequestRefused):
+    """An encoding other than UTF-8 or UTF-16, declared or sent."""
+
+
+class EncodingMismatch(RequestRefused):
+    """The bytes are not what the Content-Type or the XML declaration says."""
+
+
+class XMLSyntaxError(RequestRefused):
+    """The body is not well-formed XML."""
+
+
+class DTDNotAllowed(RequestRefused):
+    """A document type declaration: SOAP forbids one."""
+
+
+class TooManyElements(RequestRefused):
+    """More elements than the XML bounds allow (``tasktypes.defaults``)."""
+
+
+class TooManyAttributes(RequestRefused):
+    """More attributes, in all or on one element, than the XML bounds allow."""
+
+
+class TooDeep(RequestRefused):
+    """Elements nested deeper than the XML bounds allow."""
+
+
+class NameTooLong(RequestRefused):
+    """An element or attribute name longer than the XML bounds allow."""
+
+
+class ValidationError(SpyneValidationError):
+    """An argument that is not of its declared type or out of its bounds:
+    the message says which, what was expected and what came.
+
+    A spyne ``ValidationError`` (which spyne's own code catches as such),
+    with the message taken as it is (spyne's would ``%``-format it)."""
+
+    def __init__(self, message):
+        Fault.__init__(self, faultcode=codes_of(type(self))[0], faultstring=message)
+
+
 class TaskStopped(BaseException):
     """Raised inside a thread-store body by ``update_progress`` once its task
     is cancelled or timed out. A ``BaseException`` so that a body's own
     ``except Exception:`` does not swallow it."""
+
+
+#: JSON-RPC code for any other spyne Fault; its faultcode goes into ``data``.
+OTHER_FAULT_CODE = -32000
 
 
 #: error class -> (SOAP faultcode, JSON-RPC error code)
@@ -112,10 +188,22 @@ CODES = {
     MethodNotFound: ("Client.MethodNotFound", -32601),
     InvalidParams: ("Client.InvalidParams", -32602),
     InternalError: ("Server.InternalError", -32603),
+    # SOAP's own refusals of a request it cannot read; over JSON-RPC (where a
+    # method could only raise one itself) they are any other Fault.
+    ValidationError: ("Client.ValidationError", OTHER_FAULT_CODE),  # JSON-RPC: InvalidParams
+    UnsupportedMediaType: ("Client.UnsupportedMediaType", OTHER_FAULT_CODE),  # JSON-RPC: HTTP 415
+    BadRequest: ("Client.BadRequest", OTHER_FAULT_CODE),
+    EmptyRequest: ("Client.EmptyRequest", OTHER_FAULT_CODE),  # JSON-RPC: ParseError
+    UnsupportedEncoding: ("Client.UnsupportedEncoding", OTHER_FAULT_CODE),
+    EncodingMismatch: ("Client.EncodingMismatch", OTHER_FAULT_CODE),
+    XMLSyntaxError: ("Client.XMLSyntaxError", OTHER_FAULT_CODE),
+    DTDNotAllowed: ("Client.DTDNotAllowed", OTHER_FAULT_CODE),
+    TooManyElements: ("Client.TooManyElements", OTHER_FAULT_CODE),  # JSON-RPC: InvalidRequest
+    TooManyAttributes: ("Client.TooManyAttributes", OTHER_FAULT_CODE),
+    TooDeep: ("Client.TooDeep", OTHER_FAULT_CODE),
+    NameTooLong: ("Client.NameTooLong", OTHER_FAULT_CODE),
 }
 
-#: JSON-RPC code for any other spyne Fault; its faultcode goes into ``data``.
-OTHER_FAULT_CODE = -32000
 
 
 def codes_of(cls):
@@ -126,6 +214,20 @@ def codes_of(cls):
         if klass in CODES:
             return CODES[klass]
     return ("Server", OTHER_FAULT_CODE)
+
+
+def jsonrpc_rows():
+    """The rows JSON-RPC answers with a code of their own: what the OpenRPC
+    document and the client's exception classes list."""
+    return {cls: codes for cls, codes in CODES.items() if codes[1] != OTHER_FAULT_CODE}
+
+
+def is_client_fault(fault):
+    """Whether a Fault (ours or spyne's) says the client is at fault: its
+    faultcode is ``Client`` or ``Client.<something>`` (SOAP 1.1, 4.4.1), as
+    every ``Client.*`` class of the tables is."""
+    code = str(fault.faultcode)
+    return code == "Client" or code.startswith("Client.")
 
 
 def jsonrpc_code(fault):

@@ -130,7 +130,7 @@ def _version():
 
 def _error_objects():
     table = {}
-    for cls, (faultcode, code) in errors.CODES.items():
+    for cls, (faultcode, code) in errors.jsonrpc_rows().items():
         table[cls.__name__] = {"code": code, "message": _first_line(cls.__doc__),
                                "data": {"faultcode": faultcode}}
     table[_OTHER_FAULT] = {
@@ -279,7 +279,7 @@ class _DocumentBuilder:
         if issubclass(cls, AnyDict):
             return {"type": "object"}
         if issubclass(cls, Array):
-            (item,) = cls._type_info.values()
+            item = cls.get_inner_type()
             return {"type": "array", "items": self._item_schema(item)}
         if issubclass(cls, ComplexModelBase):
             return {"$ref": "#/components/schemas/%s" % self.component(cls)}
@@ -342,6 +342,8 @@ class _DocumentBuilder:
 
     def _number_schema(self, kind, cls, attrs):
         schema = {"type": kind}
+        # min_bound/max_bound: the bit sizes of Integer32 and friends (spyne
+        # 2.14.0's TBoundedInteger attributes)
         low = [_number(attrs.ge), _number(getattr(attrs, "min_bound", None))]
         high = [_number(attrs.le), _number(getattr(attrs, "max_bound", None))]
         if issubclass(cls, UnsignedInteger):
@@ -364,7 +366,9 @@ class _DocumentBuilder:
 
     def component(self, cls):
         """The component name of a ComplexModel, its schema added on first use."""
-        cls = getattr(cls, "__orig__", None) or cls  # customize() makes subclasses
+        # customize() makes subclasses; __orig__ is the class it was made
+        # from (spyne 2.14.0's ModelBase attribute)
+        cls = getattr(cls, "__orig__", None) or cls
         name = self.names.get(cls)
         if name is not None:
             return name

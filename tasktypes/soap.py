@@ -20,6 +20,7 @@ from spyne.protocol.soap import Soap11
 from spyne.server.http import HttpTransportContext
 from spyne.server.wsgi import WsgiApplication
 
+from .errors import BadRequest, UnsupportedMediaType, ValidationError
 from .validation import DescribedValidation, expected_type
 from .xmlinput import parse_request
 from .wsdl import tidy_wsdl
@@ -54,15 +55,15 @@ class SafeSoap11(DescribedValidation, Soap11):
                 raise RequestNotAllowed("You must issue a POST request with the "
                                         "Content-Type header properly set.")
             if content_type.lstrip().lower().startswith("multipart/"):
-                raise Fault("Client.UnsupportedMediaType", "multipart bodies (SOAP with "
-                            "attachments) are not supported: send text/xml")
+                raise UnsupportedMediaType("multipart bodies (SOAP with attachments) "
+                                           "are not supported: send text/xml")
         try:
             ctx.in_document = parse_request(b"".join(ctx.in_string), content_type)
         except Fault:
             raise
         except Exception as exc:
-            raise Fault("Client.BadRequest", "the request cannot be read: %s"
-                        % type(exc).__name__) from None
+            raise BadRequest("the request cannot be read: %s"
+                             % type(exc).__name__) from None
 
     def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST):
         try:
@@ -70,8 +71,7 @@ class SafeSoap11(DescribedValidation, Soap11):
         except Fault:
             raise
         except Exception as exc:
-            raise Fault("Client.BadRequest", "not a SOAP envelope: %s"
-                        % type(exc).__name__) from None
+            raise BadRequest("not a SOAP envelope: %s" % type(exc).__name__) from None
 
     def deserialize(self, ctx, message):
         # spyne lets a NaN meet a Double's bounds as a bare decimal error, and
@@ -82,11 +82,11 @@ class SafeSoap11(DescribedValidation, Soap11):
         except Fault as fault:
             raise _described_missing(ctx, fault) from None
         except ArithmeticError:
-            raise Fault("Client.ValidationError", "a number is NaN, infinite or out of "
-                        "range for its type") from None
+            raise ValidationError("a number is NaN, infinite or out of range for "
+                                  "its type") from None
         except Exception as exc:
-            raise Fault("Client.BadRequest", "the request cannot be read: %s"
-                        % type(exc).__name__) from None
+            raise BadRequest("the request cannot be read: %s"
+                             % type(exc).__name__) from None
 
 
 _MISSING = re.compile(r"^'(\w+)' member does not respect frequency constraints\.$")
@@ -94,16 +94,18 @@ _MISSING = re.compile(r"^'(\w+)' member does not respect frequency constraints\.
 
 def _described_missing(ctx, fault):
     """spyne's fault for a missing argument ("'steps' member does not respect
-    frequency constraints.") as the others read: which argument, what type."""
+    frequency constraints.", spyne 2.14.0's text) as the others read: which
+    argument, what type."""
     found = _MISSING.match(str(fault.faultstring))
     descriptor = getattr(ctx, "descriptor", None)
     if found is None or descriptor is None:
         return fault
-    cls = descriptor.in_message._type_info.get(found.group(1))
+    message = descriptor.in_message
+    cls = message.get_flat_type_info(message).get(found.group(1))
     if cls is None:
         return fault
-    return Fault("Client.ValidationError", "%s: expected %s, got nothing"
-                 % (found.group(1), expected_type(cls)))
+    return ValidationError("%s: expected %s, got nothing"
+                           % (found.group(1), expected_type(cls)))
 
 
 class SoapApplication(WsgiApplication):

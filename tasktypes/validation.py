@@ -14,9 +14,11 @@ object instead of the task id inside it). The type names are the WSDL's
 
 import math
 
-from spyne.error import ValidationError
+from spyne.error import ValidationError as SpyneValidationError
 from spyne.model.primitive import Unicode
 from spyne.const.xml import NS_XSD
+
+from .errors import ValidationError
 
 #: Longest quote of a client's value in a message, in characters.
 MAX_QUOTE = 80
@@ -27,6 +29,8 @@ def type_name(cls):
     ComplexModel's), never the name spyne makes up for a bounded argument
     (``countdown_stepsType``)."""
     for klass in cls.__mro__:
+        # the name a class set itself (spyne 2.14.0's ModelBase.__type_name__),
+        # not one inherited or made up
         name = klass.__dict__.get("__type_name__")
         if name and klass.get_namespace() == NS_XSD:
             return name
@@ -80,14 +84,12 @@ class DescribedValidation:
     def from_element(self, ctx, cls, element):
         try:
             return super().from_element(ctx, cls, element)
-        except ValidationError as exc:
-            if getattr(exc, "described", False):
+        except SpyneValidationError as exc:
+            if isinstance(exc, ValidationError):  # described already, deeper down
                 raise
-            described = ValidationError(None, "%s: expected %s, got %s" % (
+            raise ValidationError("%s: expected %s, got %s" % (
                 element.tag.rsplit("}", 1)[-1], expected_type(cls),
-                _xml_value(element)))
-            described.described = True
-            raise described from None
+                _xml_value(element))) from None
 
 
 def _xml_value(element):

@@ -30,8 +30,8 @@ import codecs
 import re
 
 from lxml import etree
-from spyne import Fault
 
+from . import errors
 from .defaults import (MAX_XML_ATTRIBUTES as MAX_ATTRIBUTES, MAX_XML_DEPTH as MAX_DEPTH,
                        MAX_XML_ELEMENTS as MAX_ELEMENTS, MAX_XML_NAME as MAX_NAME,
                        MAX_XML_TOTAL_ATTRIBUTES as MAX_TOTAL_ATTRIBUTES)
@@ -53,10 +53,6 @@ def _parser():
                            load_dtd=False, dtd_validation=False, huge_tree=False)
 
 
-def _refuse(code, text):
-    raise Fault("Client." + code, text)
-
-
 def _family(name, where):
     """The family ("utf-8" or "utf-16") of a declared encoding, or a fault."""
     try:
@@ -65,16 +61,16 @@ def _family(name, where):
         codec = None
     family = _FAMILY.get(codec)
     if family is None:
-        _refuse("UnsupportedEncoding", "%s declares the encoding %r: SOAP messages "
-                "are UTF-8 or UTF-16" % (where, name[:40]))
+        raise errors.UnsupportedEncoding("%s declares the encoding %r: SOAP messages "
+                                         "are UTF-8 or UTF-16" % (where, name[:40]))
     return family
 
 
 def decode(body, content_type):
     """The body as text, after checking its encoding (see the module docstring)."""
     if body.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        _refuse("UnsupportedEncoding", "the body is UTF-32: SOAP messages are UTF-8 "
-                "or UTF-16")
+        raise errors.UnsupportedEncoding("the body is UTF-32: SOAP messages are UTF-8 "
+                                         "or UTF-16")
     if body.startswith(codecs.BOM_UTF8):
         seen, codec = "utf-8", "utf-8-sig"
     elif body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -87,38 +83,38 @@ def decode(body, content_type):
         seen, codec = "utf-8", "utf-8"
     found = _CHARSET.search(content_type or "")
     if found and _family(found.group(1), "the Content-Type") != seen:
-        _refuse("EncodingMismatch", "the Content-Type says %s but the body is %s"
-                % (found.group(1)[:40], seen.upper()))
+        raise errors.EncodingMismatch("the Content-Type says %s but the body is %s"
+                                      % (found.group(1)[:40], seen.upper()))
     try:
         text = body.decode(codec)
     except UnicodeDecodeError as exc:
-        _refuse("EncodingMismatch", "the body is not valid %s (byte %d)"
-                % (seen.upper(), exc.start))
+        raise errors.EncodingMismatch("the body is not valid %s (byte %d)"
+                                      % (seen.upper(), exc.start))
     declared = _XML_DECL.match(text[:200])
     if declared and _family(declared.group(1), "the XML declaration") != seen:
-        _refuse("EncodingMismatch", "the XML declaration says %s but the body is %s"
-                % (declared.group(1), seen.upper()))
+        raise errors.EncodingMismatch("the XML declaration says %s but the body is %s"
+                                      % (declared.group(1), seen.upper()))
     return text.lstrip("\ufeff")
 
 
 def parse_request(body, content_type):
     """(root element, {id: element}) of a SOAP request, or a client fault."""
     if not body.strip():
-        _refuse("EmptyRequest", "the request body is empty")
+        raise errors.EmptyRequest("the request body is empty")
     text = decode(body, content_type)
     if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        _refuse("DTDNotAllowed", "a SOAP message must not contain a DTD")
+        raise errors.DTDNotAllowed("a SOAP message must not contain a DTD")
     if text.count("<") > 2 * MAX_ELEMENTS + 16:
-        _refuse("TooManyElements", "more than %d elements" % MAX_ELEMENTS)
+        raise errors.TooManyElements("more than %d elements" % MAX_ELEMENTS)
     for count, _ in enumerate(_ATTRIBUTE.finditer(text), 1):
         if count > MAX_TOTAL_ATTRIBUTES:
-            _refuse("TooManyAttributes", "more than %d attributes" % MAX_TOTAL_ATTRIBUTES)
+            raise errors.TooManyAttributes("more than %d attributes" % MAX_TOTAL_ATTRIBUTES)
     try:
         root, ids = etree.XMLID(text.encode("utf-8"), _parser())
     except etree.XMLSyntaxError as exc:
-        _refuse("XMLSyntaxError", str(exc)[:200])
+        raise errors.XMLSyntaxError(str(exc)[:200])
     if root.getroottree().docinfo.doctype:
-        _refuse("DTDNotAllowed", "a SOAP message must not contain a DTD")
+        raise errors.DTDNotAllowed("a SOAP message must not contain a DTD")
     check_structure(root)
     return root, ids
 
@@ -130,18 +126,18 @@ def check_structure(root):
     for element in root.iter(etree.Element):
         count += 1
         if count > MAX_ELEMENTS:
-            _refuse("TooManyElements", "more than %d elements" % MAX_ELEMENTS)
+            raise errors.TooManyElements("more than %d elements" % MAX_ELEMENTS)
         level = depth[element.getparent()] + 1
         if level > MAX_DEPTH:
-            _refuse("TooDeep", "elements nested more than %d deep" % MAX_DEPTH)
+            raise errors.TooDeep("elements nested more than %d deep" % MAX_DEPTH)
         if len(element):
             depth[element] = level
         if len(element.tag) > MAX_NAME:
-            _refuse("NameTooLong", "an element name of %d characters" % len(element.tag))
+            raise errors.NameTooLong("an element name of %d characters" % len(element.tag))
         names = element.keys()
         if len(names) > MAX_ATTRIBUTES:
-            _refuse("TooManyAttributes", "an element with %d attributes (at most %d)"
-                    % (len(names), MAX_ATTRIBUTES))
+            raise errors.TooManyAttributes("an element with %d attributes (at most %d)"
+                                           % (len(names), MAX_ATTRIBUTES))
         for name in names:
             if len(name) > MAX_NAME:
-                _refuse("NameTooLong", "an attribute name of %d characters" % len(name))
+                raise errors.NameTooLong("an attribute name of %d characters" % len(name))

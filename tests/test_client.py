@@ -15,7 +15,7 @@ from tasktypes.client import (Busy, InvalidParams, MethodNotFound, ServerUnreach
                               ServiceFault, StoreUnavailable, TaskCancelled, TaskClient,
                               TaskFailed, TaskNotFinished, TaskNotFound, TaskTimedOut,
                               WaitTimeout)
-from tasktypes.errors import CODES
+from tasktypes.errors import jsonrpc_rows
 
 from conftest import ServiceProcess
 
@@ -131,7 +131,7 @@ def test_unfinished_and_unknown_tasks(client):
 def test_the_exception_classes_follow_the_contract_table():
     """Guards that each faultcode of tasktypes.errors has its client class
     with the same code, and that replies map to them."""
-    for server_cls, (faultcode, code) in CODES.items():
+    for server_cls, (faultcode, code) in jsonrpc_rows().items():
         cls = getattr(tc, server_cls.__name__)
         assert issubclass(cls, (ServiceFault, tc.ProtocolError))
         assert (cls.faultcode, cls.code) == (faultcode, code)

@@ -67,6 +67,18 @@ def test_task_types_are_registered_by_importable_key():
     assert TASK_TYPES[key].name == "named"
 
 
+def test_each_published_method_knows_its_task_type_and_descriptor():
+    """Guards: in a process, a task type is reached from its methods, and
+    each control method is on the class as spyne's ServiceMeta puts the
+    methods it finds itself (a static function with its descriptor)."""
+    task_type = TASK_TYPES["%s:Sample.named" % __name__]
+    for suffix in ("", "_progress", "_result", "_cancel", "_wait", "_log"):
+        function = getattr(Sample, "named" + suffix)
+        assert function.task_type is task_type
+        assert function.descriptor is Sample.public_methods["named" + suffix]
+        assert Sample.__dict__["named" + suffix].__class__ is staticmethod
+
+
 def test_task_stopped_is_not_swallowed_by_except_exception():
     assert not issubclass(TaskStopped, Exception)
 

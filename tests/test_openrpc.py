@@ -24,7 +24,7 @@ from spyne.model.primitive.number import PositiveInteger
 
 from tasktypes import ThreadStore, make_application, task_rpc
 from tasktypes.devserver import BackgroundServer
-from tasktypes.errors import CODES, OTHER_FAULT_CODE
+from tasktypes.errors import OTHER_FAULT_CODE, jsonrpc_rows
 
 from conftest import ServiceProcess
 
@@ -296,7 +296,7 @@ def test_methods_task_types_and_errors(shipped):
                                                  "items": {"type": "string"}}
 
     table = document["components"]["errors"]
-    for cls, (faultcode, code) in CODES.items():
+    for cls, (faultcode, code) in jsonrpc_rows().items():
         assert table[cls.__name__]["code"] == code
         assert table[cls.__name__]["data"] == {"faultcode": faultcode}
     assert table["Fault"]["code"] == OTHER_FAULT_CODE
