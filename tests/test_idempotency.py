@@ -499,3 +499,22 @@ def test_a_retry_waits_for_the_task_of_a_fresh_claim(redis_url):
         assert store.redis.zcard("tasktypes:index") == 0  # no task of its own
     finally:
         store.close()
+
+
+def test_a_bare_spyne_application_checks_the_key_too():
+    """Guards the decorator's own check, for task types served without
+    ``make_application`` (no HTTP 400 in front): a bad key is the fault
+    Client.BadIdempotencyKey, a good one works as everywhere."""
+    from spyne import Application
+    from fixtures import FixtureService
+    from tasktypes.devserver import BackgroundServer
+    from tasktypes.jsonrpc import JsonRpc20, JsonRpcApplication
+    app = Application([FixtureService], "test", in_protocol=JsonRpc20(),
+                      out_protocol=JsonRpc20())
+    with BackgroundServer(JsonRpcApplication(app)) as url:
+        error = rpc(url, "add", [1, 2], key="no spaces", quoted=False).json()["error"]
+        assert error["code"] == -32000
+        assert error["data"]["faultcode"] == "Client.BadIdempotencyKey"
+        assert "bad Idempotency-Key header" in error["message"]
+        key = new_key()
+        assert submit(url, "add", [1, 2], key) == submit(url, "add", [1, 2], key)
