@@ -100,8 +100,8 @@ class InternalError(ProtocolError):
 
 
 class RequestRefused(Fault):
-    """A SOAP request refused before or while spyne reads it: the client's
-    doing (``tasktypes.xmlinput``, ``tasktypes.soap``)."""
+    """A request refused before or while spyne reads it: the client's doing
+    (``tasktypes.xmlinput``, ``tasktypes.soap``, ``tasktypes.idempotency``)."""
 
     def __init__(self, message):
         super().__init__(faultcode=codes_of(type(self))[0], faultstring=message)
@@ -149,6 +149,12 @@ class TooDeep(RequestRefused):
 
 class NameTooLong(RequestRefused):
     """An element or attribute name longer than the XML bounds allow."""
+
+
+class BadIdempotencyKey(RequestRefused):
+    """An ``Idempotency-Key`` header that is not 1 to 255 key characters
+    (behind ``make_application`` it is refused with HTTP 400 before any
+    method runs; this fault is for a bare spyne server)."""
 
 
 class ValidationError(SpyneValidationError):
@@ -202,6 +208,7 @@ CODES = {
     TooManyAttributes: ("Client.TooManyAttributes", OTHER_FAULT_CODE),
     TooDeep: ("Client.TooDeep", OTHER_FAULT_CODE),
     NameTooLong: ("Client.NameTooLong", OTHER_FAULT_CODE),
+    BadIdempotencyKey: ("Client.BadIdempotencyKey", OTHER_FAULT_CODE),
 }
 
 

@@ -34,10 +34,10 @@ import hashlib
 import json
 import re
 
-from spyne import Fault
+
 
 from .defaults import MAX_IDEMPOTENCY_KEY
-from .errors import IdempotencyConflict
+from .errors import BadIdempotencyKey, IdempotencyConflict
 
 #: The header in a WSGI environ.
 ENVIRON_KEY = "HTTP_IDEMPOTENCY_KEY"
@@ -87,7 +87,7 @@ def request_key(ctx):
     try:
         return parse_key(value)
     except ValueError as exc:
-        raise Fault(faultcode="Client.BadIdempotencyKey", faultstring=str(exc)) from None
+        raise BadIdempotencyKey(str(exc)) from None
 
 
 def fingerprint(task_type, args):
