@@ -136,8 +136,10 @@ class TaskTypesApplication:
         if refusal is None and environ.get("REQUEST_METHOD") == "POST":
             refusal = self._limit_body(environ)
         if refusal is not None:
-            return _plain(start_response, refusal[0], refusal[1],
-                          [("Connection", "close")])
+            # No "Connection: close" of our own: PEP 3333 forbids hop-by-hop
+            # headers (waitress answers one with a 500); the server closes a
+            # connection whose body it has not read.
+            return _plain(start_response, refusal[0], refusal[1])
         result = app(environ, start_response)
         if _content_length(environ) > _LARGE_BODY:
             return _ReleaseAfter(result)
