@@ -186,11 +186,15 @@ def make_store(request):
     from tasktypes.redis_store import RedisStore
     from tasktypes.store import ThreadStore
     made = []
+    # Asked for before the first store is made, so that the Redis is torn
+    # down after the stores are closed, not before (a fixture asked for
+    # later is finalized first).
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
 
     def make(**options):
         options.setdefault("workers", 4)
         if request.param == "redis":
-            store = RedisStore(request.getfixturevalue("redis_url"), **options)
+            store = RedisStore(redis_url, **options)
         else:
             store = ThreadStore(**options)
         made.append(store)
