@@ -52,7 +52,7 @@ _ENCODED = ('<?xml version="1.0" encoding="utf-8"?>'
             '"http://schemas.xmlsoap.org/soap/encoding/"><ns1:%s>%s</ns1:%s>'
             '</soapenv:Body></soapenv:Envelope>')
 _SOAP_FIELD = re.compile(rb"<(?:\w+:)?(task_id|task-id|progress|status|message|faultcode|"
-                         rb"faultstring|\w+Result|result)>([^<]*)(?=<)")
+                         rb"faultstring|\w+Result|result)(?:\s[^>]*)?>([^<]*)(?=<)")
 _WSDL = "{http://schemas.xmlsoap.org/wsdl/}"
 _WSDL_SOAP = "{http://schemas.xmlsoap.org/wsdl/soap/}"
 _XSD_TYPES = {"xsd:long": "xsd:long", "xsd:decimal": "xsd:decimal",
@@ -200,7 +200,8 @@ class Client:
         if self.protocol in ("soap", "ladon-soap"):
             fields = dict((k.decode().replace("-", "_"), v.decode())
                           for k, v in _SOAP_FIELD.findall(data))
-            if "faultcode" in fields:
+            if "faultcode" in fields or b"Fault>" in data:
+                fields.setdefault("faultcode", "fault")
                 raise CallError(fields["faultcode"].partition(":")[2] or fields["faultcode"],
                                 fields.get("faultstring", ""))
             results = [v for k, v in fields.items()
