@@ -33,7 +33,7 @@ OPTIONAL = ("ladon", "rq")
 
 #: Full-run sizes; ``--scale`` multiplies them, down to ``MINIMUM``.
 SIZES = {
-    "polls_seconds": 2.4,       # per point (server, protocol, call, clients), in all
+    "polls_seconds": 3.0,       # per point (server, protocol, call, clients), in all
     "polls_rounds": 2,          # every point visited this many times, in turn
     "queue_tasks": 1000,        # tasks through the queue, per worker count
     "queue_latency": 100,       # empty tasks, one at a time

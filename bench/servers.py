@@ -119,7 +119,7 @@ def worker_service(redis_url, workers):
 
 
 #: What the worker service logs once its processes take tasks.
-WORKER_READY = "worker"
+WORKER_READY = "taking tasks from the queue"
 
 
 def rq_worker(redis_url, name):
