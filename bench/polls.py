@@ -29,7 +29,6 @@ the other, and the client's CPU beside it.
 """
 
 import os
-import time
 
 from bench import servers, venvs
 from bench.client import Client, finished_task
