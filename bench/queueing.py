@@ -8,8 +8,10 @@ worker services (``tasktypes worker service.task_service``, each with
 each of its tasks (``countdown_wait``); the figure is the time from the
 first submission to the last task seen done.
 
-RQ: as many ``rq worker`` processes (RQ's default worker, which forks a
-work horse per job) on a queue of the same Redis; 8 client threads
+RQ: as many ``rq worker`` processes on a queue of the same Redis, twice:
+RQ's default worker (``rq``), which forks a work horse per job, and
+``rq.SimpleWorker`` (``rq-simple``), which runs each job in the worker
+process itself, as tasktypes' worker processes do; 8 client threads
 enqueue 1,000 empty jobs (``bench/rq_jobs.py``) and wait for each result
 (``bench/rq_load.py``, in ``bench/.rq-venv``). RQ has no web tier: its
 clients write to Redis themselves, where tasktypes' go through HTTP.
@@ -30,6 +32,8 @@ from bench.client import Client, task_id_of
 
 WORKER_COUNTS = (1, 2)
 CLIENTS = 8
+#: RQ's side: name -> worker class (None: RQ's default worker)
+RQ_WORKERS = {"rq": None, "rq-simple": "rq.SimpleWorker"}
 
 
 def tasktypes_throughput(url, tasks, clients):
@@ -106,25 +110,27 @@ def run_tasktypes(sizes, redis_server, entry, log):
 
 
 def run_rq(sizes, redis_server, entry, log):
-    for count in WORKER_COUNTS:
-        redis_server.flush()
-        log("queue: rq, %d worker(s), %d tasks" % (count, sizes["queue_tasks"]))
-        workers = []
-        try:
-            for n in range(count):
-                workers.append(servers.rq_worker(redis_server.url, "bench-%d" % n))
-            figures = rates(rq_load(redis_server.url, "--tasks", sizes["queue_tasks"],
-                                    "--clients", CLIENTS))
-            if figures.pop("failed"):
-                raise RuntimeError("RQ jobs without a result")
-            entry.setdefault(str(count), {})["rq"] = figures
-            if count == 1:
-                log("queue: rq, empty job enqueue -> result")
-                entry["latency"]["rq"] = rq_load(redis_server.url, "--latency",
-                                                 sizes["queue_latency"])
-        finally:
-            for worker in workers:
-                worker.stop()
+    for side, worker_class in RQ_WORKERS.items():
+        for count in WORKER_COUNTS:
+            redis_server.flush()
+            log("queue: %s, %d worker(s), %d tasks" % (side, count, sizes["queue_tasks"]))
+            workers = []
+            try:
+                for n in range(count):
+                    workers.append(servers.rq_worker(redis_server.url, "bench-%d" % n,
+                                                     worker_class))
+                figures = rates(rq_load(redis_server.url, "--tasks", sizes["queue_tasks"],
+                                        "--clients", CLIENTS))
+                if figures.pop("failed"):
+                    raise RuntimeError("RQ jobs without a result")
+                entry.setdefault(str(count), {})[side] = figures
+                if count == 1:
+                    log("queue: %s, empty job enqueue -> result" % side)
+                    entry["latency"][side] = rq_load(redis_server.url, "--latency",
+                                                     sizes["queue_latency"])
+            finally:
+                for worker in workers:
+                    worker.stop()
 
 
 def worker_service_missing():
@@ -153,6 +159,8 @@ def run(sizes, redis_server, results, log, with_rq=True):
             results["unavailable"][name + " (failed)"] = str(exc)
             log("queue: %s FAILED: %s" % (name, exc))
     for count in WORKER_COUNTS:
-        pair = entry.get(str(count), {})
-        if "tasktypes" in pair and "rq" in pair:
-            pair["x_rq"] = round(pair["tasktypes"]["tasks_per_s"] / pair["rq"]["tasks_per_s"], 2)
+        figures = entry.get(str(count), {})
+        for side in RQ_WORKERS:
+            if "tasktypes" in figures and side in figures:
+                figures["x_" + side] = round(figures["tasktypes"]["tasks_per_s"]
+                                             / figures[side]["tasks_per_s"], 2)

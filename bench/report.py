@@ -132,19 +132,24 @@ def queue_table(results):
     queue = results["queue"]
     rows = []
     for count in ("1", "2"):
-        pair = queue.get(count, {})
-        if pair:
+        f = queue.get(count, {})
+        if f:
             rows.append(["%s worker process%s" % (count, "" if count == "1" else "es"),
-                         _num(pair.get("tasktypes", {}).get("tasks_per_s"), 0),
-                         _num(pair.get("rq", {}).get("tasks_per_s"), 0),
-                         _x(pair.get("x_rq"))])
+                         _num(f.get("tasktypes", {}).get("tasks_per_s"), 0),
+                         "%s (%s)" % (_num(f.get("rq", {}).get("tasks_per_s"), 0),
+                                      _x(f.get("x_rq"))),
+                         "%s (%s)" % (_num(f.get("rq-simple", {}).get("tasks_per_s"), 0),
+                                      _x(f.get("x_rq-simple")))])
     latency = queue.get("latency", {})
     if latency:
-        rows.append(["empty task, submit → result (median ms)",
-                     _num(latency.get("tasktypes", {}).get("median_ms")),
-                     _num(latency.get("rq", {}).get("median_ms")), ""])
-    return _table(["1,000 empty tasks, 8 clients: tasks/s", "tasktypes worker service",
-                   "RQ", "tasktypes / RQ"], rows)
+        rows.append(["empty task, submit → result, median ms"]
+                     + [_num(latency.get(side, {}).get("median_ms"))
+                        for side in ("tasktypes", "rq", "rq-simple")])
+    tasks = results["settings"]["sizes"]["queue_tasks"]
+    return _table(["{:,} empty tasks from 8 clients: tasks/s".format(tasks),
+                   "tasktypes worker service",
+                   "RQ, its default worker (tasktypes ×)", "RQ SimpleWorker (tasktypes ×)"],
+                  rows)
 
 
 def empty_table(results):

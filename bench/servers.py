@@ -122,11 +122,15 @@ def worker_service(redis_url, workers):
 WORKER_READY = "taking tasks from the queue"
 
 
-def rq_worker(redis_url, name):
-    """One ``rq worker`` (the default, forking Worker) on the queue
-    ``bench``, importing ``bench/rq_jobs.py``."""
-    return Service("rq worker", [venvs.python(venvs.RQ_VENV), "-m", "rq.cli", "worker",
-                                 "--url", redis_url, "--name", name, "bench"],
+def rq_worker(redis_url, name, worker_class=None):
+    """One ``rq worker`` on the queue ``bench``, importing
+    ``bench/rq_jobs.py``: RQ's default worker (a work horse forked per job),
+    or ``worker_class`` ("rq.SimpleWorker": each job in the worker itself)."""
+    argv = [venvs.python(venvs.RQ_VENV), "-m", "rq.cli", "worker", "--url", redis_url,
+            "--name", name]
+    if worker_class:
+        argv += ["--worker-class", worker_class]
+    return Service("rq worker", argv + ["bench"],
                    {"PYTHONUNBUFFERED": "1", "PYTHONPATH": BENCH}, ready="Listening on",
                    cwd=BENCH)
 

@@ -78,7 +78,7 @@ def test_polls_figures(results):
 
 def test_queue_figures(results):
     queue = results["queue"]
-    sides = ("tasktypes", "rq") if HAS_WORKER_SERVICE else ("rq",)
+    sides = ("tasktypes", "rq", "rq-simple") if HAS_WORKER_SERVICE else ("rq", "rq-simple")
     for side in sides:
         for count in ("1", "2"):
             figures = queue[count][side]
@@ -86,7 +86,8 @@ def test_queue_figures(results):
             assert positive(figures["tasks_per_s"])
         assert positive(queue["latency"][side]["median_ms"])
     if HAS_WORKER_SERVICE:
-        assert positive(queue["1"]["x_rq"]) and positive(queue["2"]["x_rq"])
+        for count in ("1", "2"):
+            assert positive(queue[count]["x_rq"]) and positive(queue[count]["x_rq-simple"])
 
 
 def test_empty_task_figures(results):
