@@ -143,6 +143,7 @@ def run(sizes, redis_server, results, log, with_ladon=True):
                 str(clients)] = figures_of(total)
     finally:
         os.sched_setaffinity(0, own_affinity)
+        pin([redis_server.pid], own_affinity)  # the other parts share Redis unpinned
         for server in started.values():
             server.stop()
     compare(entry)

@@ -55,10 +55,11 @@ def own_cpu_seconds():
 
 def pin(pids, cpu):
     """Every thread of every process in ``pids`` on ``cpu`` (None: leave
-    them). Threads and children created later inherit it from their
-    creator."""
+    them), or on the CPUs of the set ``cpu``. Threads and children created
+    later inherit it from their creator."""
     if cpu is None:
         return
+    cpus = cpu if isinstance(cpu, (set, frozenset)) else {cpu}
     for pid in pids:
         try:
             tids = os.listdir("/proc/%d/task" % pid)
@@ -66,7 +67,7 @@ def pin(pids, cpu):
             continue
         for tid in tids:
             try:
-                os.sched_setaffinity(int(tid), {cpu})
+                os.sched_setaffinity(int(tid), cpus)
             except OSError:
                 pass  # gone meanwhile
 
