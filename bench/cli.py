@@ -75,8 +75,10 @@ def machine():
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m bench",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="The tasktypes benchmark: prints markdown tables for the README's "
+                    "Performance section and writes every figure as JSON.")
     parser.add_argument("--only", default=",".join(PARTS),
                         help="comma-separated parts: %s" % ", ".join(PARTS))
     parser.add_argument("--without", default="",
