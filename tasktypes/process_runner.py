@@ -170,6 +170,7 @@ class WorkerPool:
         self.busy = {}      # task id -> _Worker
         self.dying = []     # terminated workers not yet reaped
         self.grown = 0      # most workers alive at once so far
+        self.closed = False  # no worker may start any more
         self._context = None
 
     def everyone(self):
@@ -198,8 +199,13 @@ class WorkerPool:
         child_conn.close()
         worker = _Worker(process, parent_conn)
         with self.lock:
-            self.idle.append(worker)
-            self.grown = max(self.grown, len(self.idle) + len(self.busy))
+            closed = self.closed
+            if not closed:
+                self.idle.append(worker)
+                self.grown = max(self.grown, len(self.idle) + len(self.busy))
+        if closed:  # the runner closed while this one started: no orphan
+            self.stop_all([worker])
+            raise RuntimeError("the worker pool is closed")
         return worker
 
     def terminate(self, worker, now):
@@ -384,6 +390,7 @@ class ProcessRunner:
             self._closed = True
             waiting, self.waiting = self.waiting, []
             pool = self.pool
+            pool.closed = True
             busy_ids = set(pool.busy)
             busy = list(pool.busy.values())
             workers = pool.everyone()

@@ -246,9 +246,11 @@ class RedisQueue:
             reply = self.blocking.xreadgroup(GROUP, self.consumer, {self.key: ">"},
                                               count=count, block=block_ms)
         except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            # NOGROUP: a new Redis, or one that lost its data; UNBLOCKED: the
+            # stream was deleted (expired, flushed) while this read waited
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                 raise
-            self.ensure_group()  # a Redis that lost its data, or a new one
+            self.ensure_group()
             return []
         return [_entry(entry_id, fields) for _, entries in reply or ()
                 for entry_id, fields in entries if fields]

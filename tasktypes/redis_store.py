@@ -374,7 +374,7 @@ class RedisStore(Store):
         self.queue.submit(self._task_key % task_id, task_id, task_type.key, fields,
                           self.max_queued, self._queued_ms,
                           (self._index_key, "%s:%s" % (self._index_key, task_type.name)),
-                          self._queued_ms, self.max_indexed, now)
+                          self._unfinished_ms, self.max_indexed, now)
         return TaskState(task_id, task_type.name)
 
     @unavailable
