@@ -57,14 +57,20 @@ module named in the task type's key.
 Logs: each worker sends its records over its own pipe (``worker_process``);
 the supervisor hands each record to the server's logger of the same name,
 with ``task_id`` set on the record and ``[task N] `` in front of the
-message. multiprocessing-logging is not used: it installs one shared
-``multiprocessing.Queue`` for all children and works only with ``fork``; a
-child killed while it writes to that queue (SIGKILL of a cancelled task, the
-OOM killer) can leave the queue's lock taken and its pipe with half a
-record, which stops or corrupts the records of every other worker; and its
-records are not in order with the task's end. A private pipe per worker has
-neither problem: a killed worker damages only its own pipe, which is read to
-its end when it dies.
+message. multiprocessing-logging (0.4.0, read for this) is not used, in the
+worker service either, where its ``fork`` could be arranged: it refuses any
+start method but ``fork`` (globally: ``get_start_method() != "fork"`` raises),
+starts its receiving thread in the parent when installed, and sends every
+child's records into one shared ``multiprocessing.Queue``. A put only hands
+the record to the child's feeder thread, so a child that is killed (the
+SIGKILL of a cancelled or timed-out task, the OOM killer) loses what that
+thread has not written yet; one killed while its feeder thread writes holds
+the queue's write lock for ever and leaves half a record in the shared pipe,
+which stops or corrupts the records of every other worker. A private pipe per
+worker, written synchronously by the ``QueueHandler``, has neither problem:
+every record sent before a worker dies is read from its pipe (to the end,
+when it dies), a killed worker damages only its own pipe, and a task's
+records arrive before its ``Outcome``.
 
 Workers end with the server process, however it dies (SIGKILL included):
 each watches the server's pid, not its parent, which is the fork server;
@@ -695,8 +701,8 @@ class ProcessRunner:
             logger.warning("task %d (%s): %s", task_id, task_type.name,
                            task_type.time_limit_message)
             self._write(self.store.fail, task_type, task_id,
-                        task_type.time_limit_message, timed_out=True,
-                        release=False)  # not before the process is gone
+                        task_type.time_limit_message,
+                        timed_out=True)  # the slot: not before the process is gone
         for worker in stop + late:
             with self.lock:
                 self.pool.busy.pop(worker.task.task_id, None)

@@ -283,8 +283,8 @@ class RedisStore(Store):
 
     ``redis_url`` is any redis-py URL (``redis://``, ``rediss://``,
     ``unix://``, with password and db). ``max_queued`` bounds the tasks
-    queued in Redis, deployment-wide (``Busy`` beyond). ``start=False``
-    leaves the threads and workers to be started later (``start``): the
+    queued in Redis, deployment-wide (``Busy`` beyond). ``serve=False``
+    leaves the threads and workers to be started later (``serve``): the
     worker service starts its worker processes first.
     """
 
@@ -301,7 +301,7 @@ class RedisStore(Store):
 
     def __init__(self, redis_url, workers=DEFAULT_WORKERS,
                  result_ttl=DEFAULT_RESULT_TTL, max_queued=MAX_QUEUED, prefix=KEY_PREFIX,
-                 max_result=DEFAULT_MAX_RESULT, start=True):
+                 max_result=DEFAULT_MAX_RESULT, serve=True):
         self.redis_url = redis_url
         self.prefix = prefix
         self.result_ttl = result_ttl
@@ -343,10 +343,10 @@ class RedisStore(Store):
                 self, workers, ProgressWriter(redis_url, prefix, max_result=max_result))
         self._listener = threading.Thread(target=self._listen, daemon=True,
                                           name="tasktypes-redis-listener")
-        if start:
-            self.start()
+        if serve:
+            self.serve()
 
-    def start(self):
+    def serve(self):
         """Start listening, and taking tasks from the queue if this process
         has workers."""
         if self.runner is not None:
@@ -586,26 +586,25 @@ class RedisStore(Store):
         self.queue.unblock()
 
     @unavailable
-    def finish(self, task_type, task_id, doc, message):
-        """The body returned ``doc``; its process is free (so is its slot)."""
+    def finish(self, task_type, task_id, doc, message=None):
+        """Its process is free, so is its slot."""
         fields = {"status": "done", "progress": 1.0, "result": doc}
         if message is not None:
             fields["message"] = message
         self._transition(task_type, task_id, " running ", True, **fields)
 
     @unavailable
-    def fail(self, task_type, task_id, message, timed_out=False, progress=None,
-             release=True):
-        """The task failed. ``release=False`` while its process may still run
-        (time limit): the runner releases the slot once it is gone."""
+    def fail(self, task_type, task_id, message, timed_out=False, progress=None):
+        """The slot is freed with the end, except at a time limit: then the
+        process may still run, and the runner releases the slot once it is
+        gone."""
         fields = {"status": "failed", "message": message, "timed_out": int(timed_out)}
         if progress is not None:
             fields["progress"] = progress
-        self._transition(task_type, task_id, " queued running ", release, **fields)
+        self._transition(task_type, task_id, " queued running ", not timed_out, **fields)
 
     @unavailable
     def append_log(self, task_id, lines):
-        """Keep ``(time, level, message)`` lines of a task's log."""
         args = [MAX_LINES]
         for created, level, message in lines:
             args += [repr(created), level, message]

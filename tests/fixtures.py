@@ -154,6 +154,15 @@ class FixtureService(ServiceBase):
         os.kill(os.getpid(), signal.SIGKILL)
         return 1
 
+    @task_rpc(Integer, _returns=Integer)
+    def logThenDie(ctx, count, update_progress):
+        """Logs ``count`` records, then is killed (SIGKILL, as by the OOM
+        killer): its records must reach the server all the same."""
+        for i in range(count):
+            logger.info("record %d of %d", i + 1, count)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return 1
+
     @task_rpc(Unicode, _returns=Integer)
     def odd(ctx, text, update_progress):
         """Reports, logs and fails with ``text`` (say, a lone surrogate that
