@@ -243,7 +243,7 @@ class RedisQueue:
         """Up to ``count`` new entries for this consumer, waiting at most
         ``block_ms`` for the first: ``[(task_id, type_key, entry_id)]``."""
         try:
-            reply = self.blocking.xreadgroup(GROUP, self.consumer, {self.key: ">"},
+            reply = (self.blocking or self.redis).xreadgroup(GROUP, self.consumer, {self.key: ">"},
                                               count=count, block=block_ms)
         except redis.ResponseError as exc:
             # NOGROUP: a new Redis, or one that lost its data; UNBLOCKED: the

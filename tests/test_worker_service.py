@@ -307,3 +307,35 @@ def test_the_worker_refuses_the_thread_store_and_bad_settings():
                               text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- the one-winner start, consumer by consumer ---------------------------------
+
+def test_a_task_starts_once_whoever_holds_its_entry(redis_url, submitter):
+    """Two consumers holding one entry (the second took it over from the
+    first, as from one that looked dead): only the first start wins; a task
+    cancelled while its entry was claimed is never started."""
+    tt = task_type("counted")
+    first, second = (RedisStore(redis_url, workers=0) for _ in range(2))
+    try:
+        first.queue.ensure_group()
+        task_id = submitter.submit(tt, (0.0,)).task_id
+        [(claimed_id, key, entry)] = first.claim(1, 100)
+        assert (claimed_id, key) == (task_id, tt.key)
+        [(taken_id, _, taken_entry)] = second.autoclaim(1, 0)  # idle for 0 s
+        assert (taken_id, taken_entry) == (task_id, entry)
+        outcome, args = second.start_claimed(task_id, entry, 4242)
+        assert outcome == "started" and args == '{"a0": 0.0}'
+        assert first.start_claimed(task_id, entry, 4343) == ("gone", None)
+        assert submitter.read(tt, task_id).status is TaskStatus.RUNNING
+
+        cancelled = submitter.submit(tt, (0.0,)).task_id
+        [(claimed_id, _, entry)] = first.claim(1, 100)
+        assert claimed_id == cancelled
+        assert submitter.cancel(tt, cancelled).status is TaskStatus.CANCELLED
+        assert first.start_claimed(cancelled, entry, 4242) == ("gone", None)
+        assert submitter.read(tt, cancelled).status is TaskStatus.CANCELLED
+        assert first.queue.queued() == 0
+    finally:
+        first.close()
+        second.close()
