@@ -95,7 +95,7 @@ from .decorator import TASK_TYPES, TaskType
 from .errors import StoreUnavailable
 from .task_body import error_text
 from . import tasklog
-from .worker_process import Job, LogRecord, find_task_type, log_levels, worker_main
+from .worker_process import Job, LogRecord, log_levels, worker_main
 from .defaults import CLAIM_IDLE, HEARTBEAT_RETRY, KILL_GRACE, READS_PER_ROUND
 
 logger = logging.getLogger(__name__)
@@ -144,12 +144,10 @@ def _main_module_hidden():
 
 
 def task_type_of(key):
-    """The task type of ``key``; a stand-in (no body, no limits) for a key
-    no module here defines, so that its task can still be failed."""
-    try:
-        return find_task_type(key)
-    except Exception:
-        return TaskType(key.rpartition(".")[2], key, None, None, None, None)
+    """The task type of ``key`` if a service module loaded here defines it,
+    else None. Never imported by the name read from Redis: whoever can write
+    to Redis must not choose what this process imports."""
+    return TASK_TYPES.get(key)
 
 
 class _Worker:
@@ -560,8 +558,15 @@ class ProcessRunner:
             finally:
                 with self.lock:
                     ended_meanwhile, self._starting = self._starting, None
-            self._hand(worker, task_type_of(key), task_id, args,
-                       task_id in ended_meanwhile)
+            task_type = task_type_of(key)
+            if task_type is None:
+                stand_in = TaskType(key.rpartition(".")[2], key, None, None, None, None)
+                logger.error("task %d: no task type %.200s here", task_id, key)
+                self._write(self.store.fail, stand_in, task_id,
+                            "no task type %.200s in the worker that took it (its service "
+                            "module is not loaded there)" % key)
+                continue
+            self._hand(worker, task_type, task_id, args, task_id in ended_meanwhile)
 
     def _hand(self, worker, task_type, task_id, args, stop):
         """Give a started task to ``worker``."""

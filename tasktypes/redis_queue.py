@@ -236,8 +236,8 @@ class RedisQueue:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        else:
-            self.redis.pexpire(self.key, self.ttl_ms, nx=True)
+        else:  # a new stream: it expires like the queue's other keys
+            self.redis.pexpire(self.key, self.ttl_ms)
 
     def claim(self, count, block_ms):
         """Up to ``count`` new entries for this consumer, waiting at most
