@@ -63,7 +63,7 @@ def latency(url, count):
             raise SystemExit("job %s: no result" % job.id)
         if i >= 3:
             times.append(elapsed)
-    return {"n": count, "median_ms": statistics.median(times) * 1e3}
+    return {"n": count, "median_ms": round(statistics.median(times) * 1e3, 3)}
 
 
 def main():
