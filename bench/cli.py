@@ -34,7 +34,7 @@ OPTIONAL = ("ladon", "rq")
 #: Full-run sizes; ``--scale`` multiplies them, down to ``MINIMUM``.
 SIZES = {
     "polls_seconds": 3.0,       # per point (server, protocol, call, clients), in all
-    "polls_rounds": 2,          # every point visited this many times, in turn
+    "polls_rounds": 3,          # every point visited this many times, in turn
     "queue_tasks": 1000,        # tasks through the queue, per worker count
     "queue_latency": 100,       # empty tasks, one at a time
     "empty_tasks": 200,         # per store and way of waiting

@@ -14,7 +14,9 @@ Calls: ``echo`` (a plain call), ``submit`` (``countdown(0, 0)``) and
 Ladon's ``echo`` and ``progress`` over its JSON-RPC 1.0 and SOAP 1.1
 (rpc/encoded) endpoints. Each at 1 and 8 client threads, for the same
 time, in rounds that visit every point in turn so that the machine's
-noise hits all alike.
+noise hits all alike; a point's figures are those of its median round
+(by server CPU per call), so that one round disturbed by something else on
+the machine does not count.
 
 A submission's server CPU is what the server spent during its window,
 running the empty tasks that it started meanwhile included (the thread
@@ -116,7 +118,7 @@ def run(sizes, redis_server, results, log, with_ladon=True):
                 for call in calls:
                     for clients in CLIENTS:
                         points.append((name, protocol, call, clients, made[call]))
-        totals = {}
+        by_point = {}
         rounds = sizes["polls_rounds"]
         seconds = sizes["polls_seconds"] / rounds
         for round_ in range(rounds):
@@ -133,20 +135,30 @@ def run(sizes, redis_server, results, log, with_ladon=True):
                 figures = run_load(server.url, protocol, request, clients, seconds, readers)
                 if call == "submit":  # its tasks must not run into the next point
                     wait_idle(readers["server"])
-                total = totals.setdefault((name, protocol, call, clients), {})
-                for key, value in figures.pop("cpu_s").items():
-                    total[key + "_cpu_s"] = total.get(key + "_cpu_s", 0) + value
-                for key, value in figures.items():
-                    total[key] = total.get(key, 0) + value
-        for (name, protocol, call, clients), total in totals.items():
+                measured = {key + "_cpu_s": value
+                            for key, value in figures.pop("cpu_s").items()}
+                measured.update(figures)
+                by_point.setdefault((name, protocol, call, clients), []).append(
+                    figures_of(measured))
+        for (name, protocol, call, clients), measured in by_point.items():
             entry.setdefault(name, {}).setdefault(protocol, {}).setdefault(call, {})[
-                str(clients)] = figures_of(total)
+                str(clients)] = median_round(measured)
     finally:
         os.sched_setaffinity(0, own_affinity)
         pin([redis_server.pid], own_affinity)  # the other parts share Redis unpinned
         for server in started.values():
             server.stop()
     compare(entry)
+
+
+def median_round(rounds):
+    """The figures of the round whose server CPU per call is the median
+    one (a round that something else on the machine disturbed does not
+    count), with every round's server µs per call beside them."""
+    ordered = sorted(rounds, key=lambda f: f["server_us_per_call"] or float("inf"))
+    figures = dict(ordered[(len(ordered) - 1) // 2])
+    figures["rounds_server_us_per_call"] = [f["server_us_per_call"] for f in rounds]
+    return figures
 
 
 def figures_of(total):

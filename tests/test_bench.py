@@ -67,6 +67,8 @@ def test_polls_figures(results):
                                 "client_us_per_call", "process_us_per_call"):
                         assert positive(f[key]), (server, protocol, call, key, f)
                     assert f["client_busy"] >= 0
+                    assert len(f["rounds_server_us_per_call"]) == \
+                        results["settings"]["sizes"]["polls_rounds"]
                     if server != "noop":
                         assert "us_above_floor" in f
                     if server.startswith("tasktypes") and call != "echo":
