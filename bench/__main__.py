@@ -1,6 +1,6 @@
-"""``python -m bench``: see ``bench/run.py``."""
+"""``python -m bench``: see ``bench/cli.py``."""
 
-from bench.run import main
+from bench.cli import main
 
 if __name__ == "__main__":
     main()

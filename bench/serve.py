@@ -10,10 +10,10 @@ would, in rounds no larger than the store's queue.
 """
 
 import argparse
+import os
 import sys
 
-from bench.servers import ROOT
-
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
@@ -36,12 +36,11 @@ def main():
     args = parser.parse_args()
 
     import wsgi
-    from tasktypes.decorator import TASK_TYPES
+    from service.task_service import TaskService
     from tasktypes.devserver import serve
 
     application = wsgi.application
-    fill(application.store, TASK_TYPES["service.task_service:TaskService.countdown"],
-         args.fill)
+    fill(application.store, TaskService.countdown.task_type, args.fill)
     print("filled with %d tasks" % args.fill, flush=True)
     serve(application, args.host, args.port)
 

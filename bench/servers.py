@@ -1,181 +1,139 @@
-"""The servers a benchmark run starts and stops itself: a private Redis, the
-shipped ``wsgi.py`` under cheroot or mod_wsgi-express, and the Ladon service
-in its own virtual environment.
+"""The processes a benchmark run starts and stops itself: a private Redis;
+tasktypes' shipped ``wsgi.py``; Ladon's service and a do-nothing application
+behind the same dev server (``bench/httpd.py``); tasktypes worker services
+and RQ workers.
 
     with RedisServer() as redis_server:
         with tasktypes_server("redis", redis_server.url) as server:
-            server.url, server.pid          # pid: the process serving requests
+            server.url, server.pid          # pid: its session, for /proc
 
-Every server is a child process that the run ends by its pid. Nothing here
-needs pytest: the private Redis and the server processes come from
-``tasktypes.testing``, which the test suite uses too.
+Each is a child in a session of its own that the run ends by its pid
+(``tasktypes.testing``), so that nothing outlives the run.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
+from bench import venvs
 from tasktypes import testing
 from tasktypes.testing import ServerError, ServerProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
-LADON_VENV = os.path.join(BENCH, ".ladon-venv")
-LADON_VERSION = "1.0.7"
-MOD_WSGI_EXPRESS = "/opt/tasktypes-apache/venv/bin/mod_wsgi-express"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+HTTPD = os.path.join(BENCH, "httpd.py")
 
 
-def cpu_seconds(pid):
-    """utime + stime of a process so far, from /proc (None if it is gone)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def tree_cpu_seconds(pid):
-    """CPU seconds of ``pid``, its children that it has reaped, and its live
-    descendants: processes that come and go (Apache's workers) stay counted."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    own = sum(int(v) for v in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
-    return own + sum(tree_cpu_seconds(child) for child in children(pid))
-
-
-def children(pid):
-    """Pids of the direct children of ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    if int(f.read().rpartition(")")[2].split()[1]) == pid:
-                        found.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return found
-
-
-def _command_line(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def tasktypes_env(store, redis_url=None):
+def tasktypes_env(store, redis_url=None, workers=None):
     env = {"TASKTYPES_STORE": store, "PYTHONUNBUFFERED": "1"}
     if redis_url:
         env["TASKTYPES_REDIS_URL"] = redis_url
+    if workers is not None:
+        env["TASKTYPES_WORKERS"] = str(workers)
     return env
 
 
-def cheroot_server(store, redis_url=None, fill=0):
-    """``python wsgi.py`` (the dev server, 32 threads; the kind is still
-    called "cheroot", its server before waitress); with ``fill``, the bench's
-    own launcher, which first fills the thread store with that many
-    finished tasks through the store's API."""
+def tasktypes_server(store, redis_url=None, workers=None, fill=0):
+    """``python wsgi.py``: the shipped service under the dev server; with
+    ``fill``, ``bench/serve.py``, which first fills the thread store with
+    that many finished tasks."""
     if fill:
         argv = [sys.executable, "-m", "bench.serve", "--port", "@PORT@",
                 "--fill", str(fill)]
     else:
         argv = [sys.executable, os.path.join(ROOT, "wsgi.py"), "--port", "@PORT@"]
-    return ServerProcess("cheroot/%s" % store, argv, tasktypes_env(store, redis_url),
+    return ServerProcess("tasktypes/%s" % store, argv,
+                         tasktypes_env(store, redis_url, workers), cwd=ROOT,
                          start_timeout=180)
 
 
-def mod_wsgi_missing():
-    """Why mod_wsgi-express cannot be run here, or None."""
-    if not os.path.exists(MOD_WSGI_EXPRESS):
-        return "%s is missing (run .ci/install-apache.sh)" % MOD_WSGI_EXPRESS
-    if os.geteuid() == 0:
-        try:
-            import pwd
-            pwd.getpwnam("www-data")
-        except KeyError:
-            return "running as root and there is no www-data user for Apache's workers"
-    return None
-
-
-class ModWsgiServer(ServerProcess):
-    """``mod_wsgi-express start-server wsgi.py``: Apache with one daemon
-    process of 32 threads, as ``apache/`` deploys it; ``pid`` is the daemon
-    process that runs the application."""
-
-    def __init__(self, store, redis_url=None):
-        self.root = tempfile.mkdtemp(prefix="tasktypes-bench-apache-")
-        os.chmod(self.root, 0o755)
-        argv = [MOD_WSGI_EXPRESS, "start-server", os.path.join(ROOT, "wsgi.py"),
-                "--host", "127.0.0.1", "--port", "@PORT@", "--threads", "32",
-                "--server-root", self.root, "--log-to-terminal"]
-        if os.geteuid() == 0:
-            argv += ["--user", "www-data", "--group", "www-data"]
-        super().__init__("mod_wsgi/%s" % store, argv, tasktypes_env(store, redis_url))
-        self.apache_pid = self.proc.pid
-        self.pid = None
-        deadline = time.monotonic() + 20
-        while self.pid is None and time.monotonic() < deadline:
-            for child in children(self.apache_pid):
-                if _command_line(child).startswith("(wsgi:"):
-                    self.pid = child
-            time.sleep(0.05)
-        if self.pid is None:
-            self.stop()
-            raise ServerError("mod_wsgi daemon process not found")
-
-    def stop(self):
-        super().stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-# -- Ladon ---------------------------------------------------------------------
-
-def ladon_python():
-    return os.path.join(LADON_VENV, "bin", "python")
-
-
-def ensure_ladon_venv(log=print):
-    """Make ``bench/.ladon-venv`` with Ladon 1.0.7 and cheroot if needed.
-    Returns None, or why Ladon is unavailable."""
-    python = ladon_python()
-    check = [python, "-c", "import ladon, cheroot, importlib.metadata as m; "
-             "assert m.version('ladon') == %r" % LADON_VERSION]
-    if os.path.exists(python) and subprocess.run(check, capture_output=True).returncode == 0:
-        return None
-    log("installing ladon==%s into %s ..." % (LADON_VERSION, LADON_VENV))
-    try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", LADON_VENV], check=True,
-                       capture_output=True, timeout=120)
-        subprocess.run([python, "-m", "pip", "install", "-q",
-                        "ladon==%s" % LADON_VERSION, "cheroot"],
-                       check=True, capture_output=True, timeout=300)
-        subprocess.run(check, check=True, capture_output=True, timeout=60)
-    except subprocess.CalledProcessError as exc:
-        output = (exc.stderr or exc.stdout or b"").decode(errors="replace").strip()
-        return "could not install ladon==%s: %s" % (LADON_VERSION,
-                                                     output.splitlines()[-1:] or exc)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return "could not install ladon==%s: %s" % (LADON_VERSION, exc)
-    return None
+def noop_server():
+    """A do-nothing WSGI application behind the same dev server: the floor."""
+    return ServerProcess("noop", [sys.executable, HTTPD, "--app", "noop", "--port",
+                                  "@PORT@"], {"PYTHONUNBUFFERED": "1"}, cwd=ROOT)
 
 
 def ladon_server():
-    return ServerProcess("cheroot/ladon", [ladon_python(),
-                                            os.path.join(BENCH, "ladon_service.py"),
-                                            "--port", "@PORT@"], {"PYTHONUNBUFFERED": "1"})
+    """Ladon 1.0.7's service behind the same dev server, in its own venv."""
+    return ServerProcess("ladon", [venvs.python(venvs.LADON_VENV), HTTPD, "--app", "ladon",
+                                   "--port", "@PORT@"], {"PYTHONUNBUFFERED": "1"},
+                         cwd=ROOT, start_timeout=60)
 
 
-# -- Redis ---------------------------------------------------------------------
+class Service:
+    """A child process that listens on no port (a worker service, an RQ
+    worker): started once its log shows ``ready``; ``stop()`` ends its
+    whole session."""
+
+    def __init__(self, name, argv, env, ready, cwd=ROOT, start_timeout=60):
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-bench-", suffix=".log",
+                                               delete=False)
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=testing.clean_environ(env),
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + start_timeout
+        while ready not in self.read_log():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise ServerError("%s did not start: %s" % (name, self.tail()))
+            time.sleep(0.05)
+
+    def read_log(self):
+        with open(self.log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def tail(self, lines=15):
+        try:
+            return "".join(self.read_log().splitlines(True)[-lines:])
+        except OSError:
+            return ""
+
+    def processes(self):
+        return testing.session_pids(self.pid)
+
+    def stop(self):
+        testing.stop_session(self.proc)
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def worker_service(redis_url, workers):
+    """``tasktypes worker service.task_service``: ``workers`` processes
+    taking tasks from the Redis queue."""
+    env = tasktypes_env("redis", redis_url, workers)
+    return Service("tasktypes worker", [sys.executable, "-m", "tasktypes.worker",
+                                        "service.task_service"], env, ready=WORKER_READY)
+
+
+#: What the worker service logs once its processes take tasks.
+WORKER_READY = "taking tasks from the queue"
+
+
+def rq_worker(redis_url, name, worker_class=None):
+    """One ``rq worker`` on the queue ``bench``, importing
+    ``bench/rq_jobs.py``: RQ's default worker (a work horse forked per job),
+    or ``worker_class`` ("rq.SimpleWorker": each job in the worker itself)."""
+    argv = [venvs.python(venvs.RQ_VENV), "-m", "rq.cli", "worker", "--url", redis_url,
+            "--name", name]
+    if worker_class:
+        argv += ["--worker-class", worker_class]
+    return Service("rq worker", argv + ["bench"],
+                   {"PYTHONUNBUFFERED": "1", "PYTHONPATH": BENCH}, ready="Listening on",
+                   cwd=BENCH)
+
 
 class RedisServer(testing.RedisServer):
     """tasktypes.testing's private Redis, failing as the other servers here do."""

@@ -26,7 +26,8 @@ import sys
 import threading
 import time
 
-from bench.servers import ROOT, cpu_seconds
+from bench.procstat import cpu_seconds
+from bench.servers import ROOT
 from tasktypes.testing import ServerError, ServerProcess
 
 SERVERS = ("cheroot", "waitress")

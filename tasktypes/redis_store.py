@@ -2,25 +2,34 @@
 sharing one Redis answers progress, result, cancel and wait for any task.
 
     store = RedisStore("redis://127.0.0.1:6379/0", workers=8, result_ttl=3600)
-    state = store.submit(task_type, (10, 0.5))      # runs in a child process
+    state = store.submit(task_type, (10, 0.5))      # queued in Redis
     store.wait(task_type, state.task_id, 30).status
 
-Bodies run in worker processes of this server process (``ProcessRunner``);
-the server process writes every change of status, a child writes only its
-progress.
+Submitting queues the task in Redis (``redis_queue``); any process of the
+deployment with workers takes it from there: this one (``workers`` > 0, the
+zero-setup path), another web process, or a worker service (``worker``). A
+store with ``workers=0`` only submits. Bodies run in worker processes
+(``ProcessRunner``); the process that runs them writes every change of
+status, a child writes only its progress.
 
 Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
 
 ``tasktypes:task:<id>``
-    one hash per task: ``method``, ``status``, ``progress``, ``message``,
-    ``starttime``, ``endtime``, ``timed_out``, ``result`` (a JSON document of
-    the method's declared return type, never a pickle), ``server`` (who runs
-    it), ``pid`` (the worker process) and ``alive`` (the server's last
-    heartbeat while the task was unfinished). Every status change is a Lua
+    one hash per task: ``method``, ``key`` (its task type), ``status``,
+    ``progress``, ``message``, ``starttime``, ``endtime``, ``timed_out``,
+    ``args`` (a JSON document of the method's declared argument types),
+    ``limit`` (its ``_max_running``, 0 for none), ``entry`` (its queue
+    entry), ``result`` (a JSON document of the method's declared return
+    type: nothing is ever a pickle), and, once started, ``server`` (the
+    process that runs it), ``pid`` (the worker process) and ``alive`` (that
+    server's last heartbeat while the task was unfinished). Every status change is a Lua
     script that checks the status it changes from, so a late progress write
     or a finishing body never overwrites ``cancelled`` or ``failed``. It
-    expires ``result_ttl`` after the task ends; before that the heartbeat
-    renews it.
+    expires ``result_ttl`` after the task ends; while it runs, the heartbeat
+    renews it; a queued one is kept ``MAX_QUEUED_WAIT`` longer.
+``tasktypes:queue``, ``tasktypes:parked``
+    the queue: a stream with the consumer group ``workers``, and the tasks
+    parked while their method is at its limit (``redis_queue``).
 ``tasktypes:task:<id>:log``
     the task's log (``tasklog``): a list of its newest ``MAX_LINES`` lines,
     each the JSON array ``[seq, time, level, message]``, numbered by the
@@ -33,9 +42,10 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     (each submit and heartbeat renew them); an entry whose task has expired
     is dropped when a listing meets it.
 ``tasktypes:server:<server id>``
-    the heartbeat of one server process, renewed every
+    the heartbeat of one server process or worker service with workers,
+    renewed every
     ``HEARTBEAT_INTERVAL`` and expiring after ``HEARTBEAT_TTL``. A reader that
-    finds a queued or running task whose server has no heartbeat marks it
+    finds a running task whose server has no heartbeat marks it
     failed right there (no sweeper process is needed), with ``alive`` as its
     end: its duration is what it ran up to the last sign of life, at most a
     heartbeat short, however late it is read.
@@ -111,18 +121,19 @@ from redis.retry import Retry
 
 from .decorator import TASK_TYPES
 from . import idempotency
-from .documents import decode_result
+from .documents import decode_result, encode_arguments
 from .errors import StoreUnavailable, TaskNotFound, TaskStopped
 from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text
 from .model import TaskState, TaskStatus, new_task_id
 from .tasklog import MAX_LINES, READ_LIMIT, LogLine
 from .process_runner import ProcessRunner
-from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS,
-                    QUEUE_PER_WORKER, Store, arguments_text)
+from .redis_queue import RedisQueue
+from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS, Store,
+                    arguments_text)
 from .task_body import clamp_progress
 from .defaults import (FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZE, HEARTBEAT_INTERVAL,
-                       HEARTBEAT_TTL, IDEMPOTENCY_PENDING, KEY_PREFIX, PROGRESS_INTERVAL,
-                       SOCKET_TIMEOUT)
+                       HEARTBEAT_TTL, IDEMPOTENCY_PENDING, KEY_PREFIX, MAX_QUEUED,
+                       MAX_QUEUED_WAIT, PARKED_SCAN, PROGRESS_INTERVAL, SOCKET_TIMEOUT)
 
 logger = logging.getLogger(__name__)
 
@@ -166,14 +177,6 @@ if (status == 'queued' or status == 'running') and server
            {'status', 'failed', 'message', ARGV[7], 'endtime', alive or ARGV[6]})
 end
 return redis.call('HMGET', KEYS[1], unpack(ARGV, 8))
-"""
-
-# KEYS: task. ARGV: now, pid.
-_START = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'starttime', ARGV[1], 'alive', ARGV[1],
-           'pid', ARGV[2])
-return 1
 """
 
 # KEYS: tasks of this server. ARGV: now, ttl ms, task list index. Keeps each
@@ -230,24 +233,6 @@ if not method then return {false, {}} end
 local first = (tonumber(last) or 0) - redis.call('LLEN', KEYS[2]) + 1
 local start = math.max(0, tonumber(ARGV[1]) - first + 1)
 return {method, redis.call('LRANGE', KEYS[2], start, start + tonumber(ARGV[2]) - 1)}
-"""
-
-# KEYS: slots. ARGV: limit, task id, lease ms. Redis's clock, so that hosts
-# with skewed clocks agree on when a lease is stale.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
--- No lease runs longer than the lease time from now: one that does was not
--- written by us (a forged far-future score would hold a slot for ever).
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now + tonumber(ARGV[3])), '+inf')
-if not redis.call('ZSCORE', KEYS[1], ARGV[2])
-   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
 """
 
 # KEYS: an idempotency key. ARGV: "<task id> <fingerprint>" of this submit,
@@ -332,11 +317,15 @@ def unavailable(function):
 # -- the store ---------------------------------------------------------------
 
 class RedisStore(Store):
-    """Tasks in Redis, bodies in worker processes of each server process.
+    """Tasks in Redis; queued ones wait in Redis (``redis_queue``), bodies
+    run in the worker processes of whoever takes them: this process's own
+    (``workers`` of them; 0 makes it submit-only) or a worker service's.
 
     ``redis_url`` is any redis-py URL (``redis://``, ``rediss://``,
-    ``unix://``, with password and db). At most ``workers`` bodies run at
-    once in this process; more wait here as ``queued``.
+    ``unix://``, with password and db). ``max_queued`` bounds the tasks
+    queued in Redis, deployment-wide (``Busy`` beyond). ``serve=False``
+    leaves the threads and workers to be started later (``serve``): the
+    worker service starts its worker processes first.
     """
 
     shared = True  # Any process sharing the Redis sees every task.
@@ -351,8 +340,8 @@ class RedisStore(Store):
     _silent_until = 0.0
 
     def __init__(self, redis_url, workers=DEFAULT_WORKERS,
-                 result_ttl=DEFAULT_RESULT_TTL, max_queued=None, prefix=KEY_PREFIX,
-                 max_result=DEFAULT_MAX_RESULT):
+                 result_ttl=DEFAULT_RESULT_TTL, max_queued=MAX_QUEUED, prefix=KEY_PREFIX,
+                 max_result=DEFAULT_MAX_RESULT, serve=True):
         self.redis_url = redis_url
         self.prefix = prefix
         self.result_ttl = result_ttl
@@ -377,8 +366,6 @@ class RedisStore(Store):
         self._malformed = 0
         self._end = self.redis.register_script(_END)
         self._read = self.redis.register_script(_READ)
-        self._start = self.redis.register_script(_START)
-        self._acquire = self.redis.register_script(_ACQUIRE)
         self._renew = self.redis.register_script(_RENEW)
         self._beat = self.redis.register_script(_BEAT)
         self._append_log = self.redis.register_script(_APPEND_LOG)
@@ -388,44 +375,60 @@ class RedisStore(Store):
         self._waiters = {}  # task id -> set of Events, woken by the listener
         self._waiters_lock = threading.Lock()
         self._closed = threading.Event()
-        self.runner = ProcessRunner(self, workers, max_queued or workers * QUEUE_PER_WORKER,
-                                    ProgressWriter(redis_url, prefix, max_result=max_result))
+        self.max_queued = max_queued
+        self._queued_ms = int((result_ttl + MAX_QUEUED_WAIT) * 1000)
+        self.queue = RedisQueue(self.redis, prefix, self.server_id, self._queued_ms,
+                                blocking=connect(redis_url) if workers else None)
+        self.runner = None
+        if workers:
+            self.runner = ProcessRunner(
+                self, workers, ProgressWriter(redis_url, prefix, max_result=max_result))
         self._listener = threading.Thread(target=self._listen, daemon=True,
                                           name="tasktypes-redis-listener")
+        if serve:
+            self.serve()
+
+    def serve(self):
+        """Start listening, and taking tasks from the queue if this process
+        has workers."""
+        if self.runner is not None:
+            try:
+                self.queue.ensure_group()
+            except redis.RedisError as exc:  # the feeder creates it later
+                logger.warning("queue not ready yet: %s", exc)
+            self.runner.start()
         self._listener.start()
 
     # client side
 
     @unavailable
     def submit(self, task_type, args, idempotency_key=None):
+        """The task's hash and its queue entry, written in one Lua script
+        (``RedisQueue.submit``); ``server`` is set by whoever starts it.
+        With an ``idempotency_key``, the key is claimed first (``_CLAIM``):
+        a retry gets the first task's id and writes nothing."""
         task_id = new_task_id()
-        key = self._task_key % task_id
-        claimed = []
+        claimed = None
         if idempotency_key is not None:
             first = self._claim_key(task_type, idempotency_key, args, task_id)
             if first is not None:
                 return TaskState(first, task_type.name)
-            claimed.append(self._idempotency_key % (task_type.name, idempotency_key))
-        with self.redis.pipeline() as pipe:
-            # The heartbeat goes first: a reader must never see a task whose
-            # server looks dead only because the first beat has not come yet.
-            pipe.set(self._server_key, "1", px=self._heartbeat_ms)
-            now = time.time()
-            pipe.hset(key, mapping={
-                "method": task_type.name, "key": task_type.key, "status": "queued",
-                "progress": 0.0, "message": "", "starttime": 0.0, "endtime": 0.0,
-                "timed_out": 0, "server": self.server_id, "submitted": repr(now),
-                "arguments": arguments_text(task_type, args)})
-            pipe.pexpire(key, self._unfinished_ms)
-            for index in (self._index_key, "%s:%s" % (self._index_key, task_type.name)):
-                pipe.zadd(index, {task_id: now})
-                pipe.zremrangebyrank(index, 0, -self.max_indexed - 1)
-                pipe.pexpire(index, self._unfinished_ms)
-            pipe.execute()
+            claimed = self._idempotency_key % (task_type.name, idempotency_key)
+        now = time.time()
+        fields = {
+            "method": task_type.name, "key": task_type.key, "status": "queued",
+            "progress": 0.0, "message": "", "starttime": 0.0, "endtime": 0.0,
+            "timed_out": 0, "submitted": repr(now), "limit": task_type.max_running or 0,
+            "arguments": arguments_text(task_type, args),
+            "args": encode_arguments(task_type.arg_types, args)}
         try:
-            self.runner.enqueue(task_type, task_id, args)
+            self.queue.submit(self._task_key % task_id, task_id, task_type.key, fields,
+                              self.max_queued, self._queued_ms,
+                              (self._index_key, "%s:%s" % (self._index_key, task_type.name)),
+                              self._unfinished_ms, self.max_indexed, now)
         except Exception:
-            self.redis.delete(key, *claimed)
+            if claimed is not None:  # refused (Busy) or unwritten: the key is free again
+                self.redis.delete(claimed)
             raise
         return TaskState(task_id, task_type.name)
 
@@ -485,6 +488,7 @@ class RedisStore(Store):
             # The slot stays taken until the runner has stopped the process.
             self._transition(task_type, task_id, " queued running ", False,
                              status="cancelled", message="cancelled")
+            self.queue.forget(self._task_key % task_id, task_id)
             state = self.read(task_type, task_id)
         return state
 
@@ -606,52 +610,84 @@ class RedisStore(Store):
                 if not events:
                     del self._waiters[task_id]
 
-    def close(self):
+    def drain(self, grace, message):
+        """The worker service's stop: no new tasks, the running ones get
+        ``grace`` seconds, then fail with ``message`` (``ProcessRunner.drain``)."""
         self._closed.set()
-        self.runner.close()
+        if self.runner is not None:
+            self.runner.drain(grace, message)
+
+    def close(self, message="the server process stopped"):
+        """Stop; tasks running here fail with ``message``."""
+        self._closed.set()
+        if self.runner is not None:
+            self.runner.close(message)
 
     # task side: called by the runner in this server process
 
-    @unavailable
-    def start(self, task_id, pid):
-        """Mark the task running in worker ``pid``; False if it is no longer
-        queued (cancelled, or lost)."""
-        return bool(self._start(keys=[self._task_key % task_id],
-                                args=[time.time(), pid]))
+    def _starting(self, pid):
+        return [self.prefix + "task:", self.prefix + "slots:", self._heartbeat_ms,
+                time.time(), pid, self.server_id, self._server_key,
+                self._unfinished_ms, self._heartbeat_ms]
 
     @unavailable
-    def finish(self, task_type, task_id, doc, message):
-        """The body returned ``doc``; its process is free (so is its slot)."""
+    def start_claimed(self, task_id, entry, pid):
+        """Start a claimed task in worker ``pid`` (``RedisQueue.start``):
+        ``("started", args document)``, ``("gone", None)``, ``("parked", None)``."""
+        return self.queue.start(task_id, entry, self._starting(pid))
+
+    @unavailable
+    def take_parked(self, pid):
+        """Start the oldest parked task that may start now, in worker
+        ``pid``: ``(task_id, key, args document)`` or None."""
+        return self.queue.take_parked(self._starting(pid), PARKED_SCAN)
+
+    @unavailable
+    def parked_waiting(self):
+        return bool(self.redis.zcard(self.queue.parked_key))
+
+    @unavailable
+    def park(self, task_id, entry):
+        """Give back an entry claimed and not started."""
+        self.queue.park(task_id, entry, self.prefix + "task:")
+
+    @unavailable
+    def claim(self, count, block_ms):
+        return self.queue.claim(count, block_ms)
+
+    @unavailable
+    def autoclaim(self, count, min_idle):
+        return self.queue.autoclaim(count, min_idle * 1000)
+
+    def stop_claiming(self):
+        """End a blocking ``claim`` of the feeder at once."""
+        self.queue.unblock()
+
+    @unavailable
+    def finish(self, task_type, task_id, doc, message=None):
+        """Its process is free, so is its slot."""
         fields = {"status": "done", "progress": 1.0, "result": doc}
         if message is not None:
             fields["message"] = message
         self._transition(task_type, task_id, " running ", True, **fields)
 
     @unavailable
-    def fail(self, task_type, task_id, message, timed_out=False, progress=None,
-             release=True):
-        """The task failed. ``release=False`` while its process may still run
-        (time limit): the runner releases the slot once it is gone."""
+    def fail(self, task_type, task_id, message, timed_out=False, progress=None):
+        """The slot is freed with the end, except at a time limit: then the
+        process may still run, and the runner releases the slot once it is
+        gone."""
         fields = {"status": "failed", "message": message, "timed_out": int(timed_out)}
         if progress is not None:
             fields["progress"] = progress
-        self._transition(task_type, task_id, " queued running ", release, **fields)
+        self._transition(task_type, task_id, " queued running ", not timed_out, **fields)
 
     @unavailable
     def append_log(self, task_id, lines):
-        """Keep ``(time, level, message)`` lines of a task's log."""
         args = [MAX_LINES]
         for created, level, message in lines:
             args += [repr(created), level, message]
         self._append_log(keys=[self._task_key % task_id, self._log_key % task_id],
                          args=args)
-
-    @unavailable
-    def acquire_slot(self, task_type, task_id):
-        """Take one of the method's ``_max_running`` slots, deployment-wide."""
-        return bool(self._acquire(keys=[self._slots_key % task_type.key],
-                                  args=[task_type.max_running, task_id,
-                                        self._heartbeat_ms]))
 
     @unavailable
     def release_slot(self, task_type, task_id):
@@ -690,8 +726,10 @@ class RedisStore(Store):
 
     @unavailable
     def forget_server(self):
-        """This server process stops: its heartbeat goes at once."""
+        """This server process stops: its heartbeat goes at once, and it
+        leaves the queue's consumer group."""
         self.redis.delete(self._server_key)
+        self.queue.leave()
 
     def _transition(self, task_type, task_id, allowed, release, **fields):
         fields["endtime"] = time.time()
@@ -759,7 +797,8 @@ class RedisStore(Store):
         with self._waiters_lock:
             for event in self._waiters.get(task_id, ()):
                 event.set()
-        self.runner.ended(task_id)
+        if self.runner is not None:
+            self.runner.ended(task_id)
 
 
 #: The fields a task list shows, in the order ``_listed_state`` reads them.
