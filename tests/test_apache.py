@@ -630,18 +630,24 @@ def test_redis_tasks_outlive_a_graceful_restart(apache_server, redis_url, worker
             return None  # daemon processes coming back
     during = wait_until(submitted, 30, 0.05)
 
-    def ended(task_id):
+    def answered_by_new_process():
         try:
-            progress = service.countdown_progress(task_id)
+            service.echo("restarted?")
+        except restarting:
+            return False
+        return pids[-1] not in before
+    # The daemon processes did restart: new pids answer.
+    wait_until(answered_by_new_process, 60, 0.1)
+
+    def ended(read_progress, task_id):
+        try:
+            progress = read_progress(task_id)
         except restarting:
             return None
         return progress if progress.status not in ("queued", "running") else None
-
-    # The daemon processes did restart: new pids answer.
-    wait_until(lambda: (ended(running[0]) or True) and pids and pids[-1] not in before,
-               60, 0.1)
-    for task_id in running + [waiting, during]:
-        progress = wait_until(lambda: ended(task_id), 60, 0.2)
+    for read_progress, task_id in [(service.countdown_progress, t) for t in running] + [
+            (service.cloneInstance_progress, t) for t in (waiting, during)]:
+        progress = wait_until(lambda: ended(read_progress, task_id), 60, 0.2)
         assert progress.status == "done", progress
     assert [service.countdown_result(t) for t in running] == [25, 25]
     assert service.cloneInstance_result(waiting).name == "vm-9-copy"
