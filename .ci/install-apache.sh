@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tests/test_apache.py runs against: Debian's Apache, and a
-# Python venv with mod_wsgi and tasktypes that Apache's www-data user can read.
+# Python venv with mod_wsgi and tasktypes that Apache's www-data user can read
+# (and runs the worker service of apache/tasktypes-worker.service from).
 #
 #   sudo bash .ci/install-apache.sh        # idempotent: a second run is quick
 #
@@ -27,7 +28,9 @@ VENV="$PREFIX/venv"
 PYTHON=/usr/bin/python3
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(apache2 apache2-dev python3-venv python3-dev gcc)
+# systemd: for systemd-analyze, which checks apache/tasktypes-worker.service
+# (the tests need no running systemd).
+packages=(apache2 apache2-dev python3-venv python3-dev gcc systemd)
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Abbrev}\n' "$@" 2>/dev/null | grep -c '^ii')" -eq "$#" ]
 }

@@ -527,7 +527,7 @@ def redis_apache(apache_server, redis_url, env=None, port=None):
                          placeholders={"@REDIS_URL@": redis_url}, env=env, port=port)
 
 
-def test_worker_unit_is_valid_and_fits_the_apache_configuration(apache_server, redis_url):
+def test_worker_unit_is_valid_and_fits_the_apache_configuration(mod_wsgi_config, redis_url):
     """``systemd-analyze verify`` finds nothing to say about the shipped unit
     (placeholders filled; it also checks that ExecStart's program exists),
     and the unit agrees with the rest of the deployment: Apache's user, a
@@ -536,10 +536,15 @@ def test_worker_unit_is_valid_and_fits_the_apache_configuration(apache_server, r
     if not os.path.exists(SYSTEMD_ANALYZE):
         pytest.skip("%s is missing (Debian: apt-get install systemd; "
                     ".ci/install-apache.sh installs it)" % SYSTEMD_ANALYZE)
-    server = redis_apache(apache_server, redis_url)
-    worker = WorkerService(server, redis_url)
-    check = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", worker.unit_file],
-                           capture_output=True, text=True, timeout=60)
+    # The files as they would be installed; no need to start Apache.
+    server = ApacheServer(mod_wsgi_config, "tasktypes-redis.conf", "tasktypes-redis.wsgi",
+                          {"@REDIS_URL@": redis_url})
+    try:
+        worker = WorkerService(server, redis_url)
+        check = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", worker.unit_file],
+                               capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
     # verify exits 0 on settings it ignores, but says so on stderr, naming the unit.
     complaints = [line for line in (check.stdout + check.stderr).splitlines()
                   if WORKER_UNIT in line]
