@@ -604,13 +604,16 @@ def test_redis_polls_reach_every_process(apache_server, redis_url, worker_servic
     assert not task_processes(server)
 
 
-def test_redis_tasks_outlive_a_graceful_restart(apache_server, redis_url, worker_service):
+@pytest.mark.parametrize("restart", ["graceful", "stop-start"])
+def test_redis_tasks_outlive_apache_restarts(apache_server, redis_url, worker_service,
+                                             restart):
     """The shipped Redis configuration as deployed: Apache's daemon processes
     only submit (TASKTYPES_WORKERS=0 in the .wsgi script) and the worker
     service of apache/tasktypes-worker.service runs the tasks beside it.
     ``apache2 -k graceful`` (apachectl graceful, logrotate's nightly reload)
     while two tasks run and a third waits restarts every daemon process; all
-    of them end ``done``, and so does a task submitted during the restart."""
+    of them end ``done``, and so does a task submitted during the restart.
+    The same when Apache is stopped and started again."""
     server = redis_apache(apache_server, redis_url)
     # Two task processes: the third task waits in the queue, in Redis.
     worker = worker_service(server, redis_url, env={"TASKTYPES_WORKERS": "2"})
@@ -623,7 +626,13 @@ def test_redis_tasks_outlive_a_graceful_restart(apache_server, redis_url, worker
     assert not task_processes(server), "a task runs in Apache's processes"
     before = set(pids)
 
-    server.apachectl("graceful")
+    if restart == "graceful":
+        server.apachectl("graceful")
+    else:
+        server.apachectl("stop")
+        server.proc.wait(60)
+        stop_session(server.proc, 10)
+        server.start()
 
     import zeep.exceptions
     restarting = (requests.RequestException, zeep.exceptions.TransportError)
