@@ -677,7 +677,8 @@ def test_worker_unit_stop_lets_running_tasks_finish(apache_server, redis_url,
                                                     worker_service):
     """Stopping the worker service as the unit does (``systemctl stop``:
     SIGTERM to its main process only) while a task runs: the task ends
-    ``done`` and the service exits by itself, well within TimeoutStopSec."""
+    ``done`` and the service exits by itself, within TimeoutStopSec. A task
+    submitted while no worker service runs waits, and runs once one starts."""
     server = redis_apache(apache_server, redis_url)
     worker = worker_service(server, redis_url, env={"TASKTYPES_WORKERS": "2"})
     service, pids = soap_client(server.url)
@@ -690,6 +691,12 @@ def test_worker_unit_stop_lets_running_tasks_finish(apache_server, redis_url,
     progress = service.countdown_progress(task_id)
     assert progress.status == "done", progress
     assert service.countdown_result(task_id) == 15
+
+    later = service.cloneInstance("vm-11", "vm-11-copy")
+    assert service.cloneInstance_progress(later).status == "queued"
+    worker_service(server, redis_url, env={"TASKTYPES_WORKERS": "2"})
+    wait_until(lambda: service.cloneInstance_progress(later).status == "done", 60, 0.2)
+    assert service.cloneInstance_result(later).name == "vm-11-copy"
 
 
 @pytest.mark.parametrize("stop", ["graceful-stop", "stop"])
