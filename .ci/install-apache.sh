@@ -64,6 +64,8 @@ chmod -R go+rX "$PREFIX"
 # Fail here, not in a test, if www-data cannot use what was installed.
 if id www-data >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     runuser -u www-data -- "$VENV/bin/python" -c 'import mod_wsgi, spyne, lxml, redis'
+    # What apache/tasktypes-worker.service runs, as its user.
+    runuser -u www-data -- "$VENV/bin/tasktypes" worker --help >/dev/null
 fi
 
 echo "install-apache: $("$VENV/bin/mod_wsgi-express" module-config | grep LoadModule)"
