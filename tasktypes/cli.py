@@ -2,12 +2,13 @@
 
     tasktypes run http://127.0.0.1:8000 countdown 10 0.5
     tasktypes methods http://127.0.0.1:8000
+    tasktypes worker [MODULE ...] [--grace SECONDS]
 
 This module only defines the subcommands and dispatches: each subcommand
 names the module that runs it, imported when that subcommand runs. The client
 subcommands (``tasktypes.client_cli``) need the ``client`` extra (requests,
-rich); server-side subcommands added here must run on a server install
-without it, so nothing here imports them.
+rich); server-side subcommands (``worker``: ``tasktypes.worker``) must run
+on a server install without it, so nothing here imports them.
 """
 
 import argparse
@@ -57,22 +58,38 @@ def _client_commands(sub):
             follow_options(parser)
 
 
+def _server_commands(sub):
+    """worker: see tasktypes.worker, which parses its own arguments."""
+    help_text = "run the tasks of a Redis-store deployment on this host"
+    worker = sub.add_parser("worker", help=help_text, description=help_text,
+                            add_help=False, prefix_chars="\0")
+    worker.set_defaults(handler="tasktypes.worker:main", server=True)
+    worker.add_argument("argv", nargs=argparse.REMAINDER,
+                        help="MODULE ... [--grace SECONDS]; see tasktypes worker --help")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tasktypes", description="Run and watch tasks of a tasktypes service.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _client_commands(sub)
+    _server_commands(sub)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     module_name, function = args.handler.split(":")
+    server = getattr(args, "server", False)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
+        if server:
+            raise
         print("tasktypes %s: %s (%s)" % (args.command, CLIENT_EXTRA_HINT, e), file=sys.stderr)
         return EXIT_USAGE
+    if server:
+        return getattr(module, function)(args.argv)
     return getattr(module, function)(args)
 
 

@@ -1,6 +1,7 @@
-"""Settings from the environment, read once when ``wsgi.py`` is imported, so
-that the development server, mod_wsgi and any other WSGI server configure the
-service the same way.
+"""Settings from the environment, read once when ``wsgi.py`` is imported (and
+by the worker service, ``tasktypes worker``), so that the development
+server, mod_wsgi, any other WSGI server and the worker service configure
+the service the same way.
 
     settings = Settings.from_environ()     # raises ConfigError naming the variable
     store = settings.make_store()
@@ -34,6 +35,8 @@ class Settings:
     max_result: int = defaults.MAX_RESULT
     max_batch: int = defaults.MAX_BATCH
     max_waiters: int = defaults.MAX_WAITERS
+    worker_grace: float = defaults.WORKER_GRACE
+    services: tuple = (defaults.SERVICES,)
 
     @classmethod
     def from_environ(cls, environ=None):
@@ -55,20 +58,32 @@ class Settings:
             redis_url=get("TASKTYPES_REDIS_URL", _redis_url, d.redis_url),
             result_ttl=get("TASKTYPES_RESULT_TTL", _positive(float), d.result_ttl),
             max_body=get("TASKTYPES_MAX_BODY", _positive(int), d.max_body),
-            workers=get("TASKTYPES_WORKERS", _positive(int), d.workers),
+            workers=get("TASKTYPES_WORKERS", _at_least_zero(int), d.workers),
             public_url=get("TASKTYPES_PUBLIC_URL", _http_url, d.public_url),
             max_wait=get("TASKTYPES_MAX_WAIT", _positive(float), d.max_wait),
             admin_token=get("TASKTYPES_ADMIN_TOKEN", _token, d.admin_token, secret=True),
             max_result=get("TASKTYPES_MAX_RESULT", _positive(int), d.max_result),
             max_batch=get("TASKTYPES_MAX_BATCH", _positive(int), d.max_batch),
             max_waiters=get("TASKTYPES_MAX_WAITERS", _positive(int), d.max_waiters),
-        )
+            worker_grace=get("TASKTYPES_WORKER_GRACE", _at_least_zero(float),
+                             d.worker_grace),
+            services=get("TASKTYPES_SERVICES", _module_names, d.services),
+        )._checked()
 
-    def make_store(self):
+    def _checked(self):
+        if self.workers == 0 and self.store != "redis":
+            raise ConfigError("TASKTYPES_WORKERS=0: only a Redis-store web process may "
+                              "run no tasks itself (submit-only: a worker service "
+                              "runs them); the thread store needs at least 1")
+        return self
+
+    def make_store(self, start=True):
+        """The configured store; ``start=False`` (Redis store only) leaves
+        its threads and workers for ``store.start()``."""
         if self.store == "redis":
             from .redis_store import RedisStore
             return RedisStore(self.redis_url, workers=self.workers, max_result=self.max_result,
-                              result_ttl=self.result_ttl)
+                              result_ttl=self.result_ttl, start=start)
         from .store import ThreadStore
         return ThreadStore(workers=self.workers, result_ttl=self.result_ttl,
                            max_result=self.max_result)
@@ -78,11 +93,15 @@ class Settings:
         with any password left out."""
         if self.store != "redis":
             return "thread store"
+        return "redis store at " + self.shown_redis_url()
+
+    def shown_redis_url(self):
+        """``redis_url`` as a log may show it: any password left out."""
         parts = urlsplit(self.redis_url)
         if parts.password is not None:
             netloc = "***@" + parts.netloc.rpartition("@")[2]
-            return "redis store at " + parts._replace(netloc=netloc).geturl()
-        return "redis store at " + self.redis_url
+            return parts._replace(netloc=netloc).geturl()
+        return self.redis_url
 
     def application_options(self):
         """Keyword arguments of ``make_application`` that come from here."""
@@ -116,6 +135,27 @@ def _positive(kind):
             raise ValueError("must be at most %d" % MAX_SETTING)
         return value
     return parse
+
+
+def _at_least_zero(kind):
+    positive = _positive(kind)
+
+    def parse(raw):
+        try:
+            if kind(raw) == 0:
+                return kind(0)
+        except ValueError:
+            pass
+        return positive(raw)
+    return parse
+
+
+def _module_names(raw):
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    if not names or not all(all(part.isidentifier() for part in name.split("."))
+                            for name in names):
+        raise ValueError("must be module names separated by commas")
+    return names
 
 
 def _redis_url(raw):

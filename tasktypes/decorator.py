@@ -58,9 +58,12 @@ class TaskType:
     """What a store needs to know of one task-type method."""
 
     def __init__(self, name, key, body, returns, time_limit, max_running,
-                 arg_names=()):
+                 arg_names=(), arg_types=()):
         self.name = name
         self.arg_names = arg_names  # for the operator's view of a task's arguments
+        #: The declared spyne types of the arguments: the Redis store keeps a
+        #: queued task's arguments as a JSON document of them (never a pickle).
+        self.arg_types = arg_types
         self.key = key
         self.body = body
         self.returns = returns
@@ -169,7 +172,7 @@ def task_rpc(*params, **kparams):
                 name, "%s:%s.%s" % (cls.__module__, cls.__qualname__, name), f, returns,
                 _check_limit(name, "_time_limit", time_limit, (int, float)),
                 _check_limit(name, "_max_running", max_running, int),
-                _argument_names(f))
+                _argument_names(f), params)
             TASK_TYPES[task_type.key] = task_type
             _publish_controls(cls, task_type, result_kparams)
 

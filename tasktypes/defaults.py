@@ -29,6 +29,12 @@ MAX_WAITERS = 16
 MAX_BATCH = 1000
 #: Bytes of a result's JSON document (a larger result fails its task).
 MAX_RESULT = 1024 * 1024
+#: Seconds the worker service gives running tasks to finish after SIGTERM;
+#: those still running then are stopped and failed.
+WORKER_GRACE = 60.0
+#: Service modules the worker service loads (comma-separated in
+#: TASKTYPES_SERVICES): the shipped ones, next to wsgi.py.
+SERVICES = "service"
 
 # -- the application ---------------------------------------------------------
 
@@ -125,5 +131,19 @@ KILL_GRACE = 0.5
 #: seconds each is kept at most (never past the task's own expiry).
 FINISHED_CACHE_SIZE = 10_000
 FINISHED_CACHE_SECONDS = 60.0
+#: Tasks queued in Redis at once, deployment-wide (submissions get
+#: Server.Busy beyond): the bound of the stream and the parked set together.
+MAX_QUEUED = 10_000
+#: Seconds a task may wait queued in Redis before its record expires (a
+#: worker that reaches it later drops it).
+MAX_QUEUED_WAIT = 7 * 24 * 3600
+#: Seconds an entry may sit claimed by a consumer that has not started it
+#: before another worker takes it over (XAUTOCLAIM): a worker service that
+#: died between claiming and starting. A live one starts its entries within
+#: milliseconds; a worker process starting takes a second or two at most.
+CLAIM_IDLE = 10.0
+#: Oldest parked tasks (their method was at its ``_max_running`` limit) a
+#: worker looks at for one that may start now.
+PARKED_SCAN = 100
 #: Messages read from one worker before the supervisor looks at the others.
 READS_PER_ROUND = 1000

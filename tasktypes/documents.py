@@ -11,6 +11,10 @@ fails the task in both stores alike instead of failing the reply.
     doc = encode_result(task_type.returns, value)    # raises if it does not fit
     decode_result(task_type.returns, doc) == value
     fit_result(task_type.returns, value) == value    # the same check, in memory
+
+A queued task's arguments wait in Redis the same way, as one document of
+the method's declared argument types (``encode_arguments``), read back by
+the worker process that runs the task (``decode_arguments``).
 """
 
 from spyne import ComplexModel
@@ -65,6 +69,39 @@ def _round_trip(returns, value, max_size):
     # spyne writes what it is given; reading it back validates it, here in
     # the task rather than in every reader.
     return doc, decode_result(returns, doc)
+
+
+def _arguments_wrapper(types):
+    key = ("args",) + tuple(types)
+    wrapper = _wrappers.get(key)
+    if wrapper is None:
+        wrapper = _wrappers[key] = ComplexModel.produce(
+            "tasktypes.args", "Arguments",
+            {"a%d" % i: t for i, t in enumerate(types)})
+    return wrapper
+
+
+def encode_arguments(types, args):
+    """Positional ``args`` of a method declared with ``types``, as one JSON
+    document (an object ``{"a0": ..., "a1": ...}``)."""
+    if not types:
+        return "{}"
+    wrapper = _arguments_wrapper(types)
+    value = wrapper(**{"a%d" % i: a for i, a in enumerate(args)})
+    ctx = FakeContext(out_document=[_JSON._object_to_doc(wrapper, value)])
+    _JSON.create_out_string(ctx, "utf8")
+    return b"".join(ctx.out_string).decode("utf-8")
+
+
+def decode_arguments(types, doc):
+    """The positional arguments ``encode_arguments`` wrote, as a tuple."""
+    if not types:
+        return ()
+    wrapper = _arguments_wrapper(types)
+    ctx = FakeContext(in_string=[doc.encode("utf-8")])
+    _JSON.create_in_document(ctx)
+    value = _JSON._doc_to_object(None, wrapper, ctx.in_document)
+    return tuple(getattr(value, "a%d" % i) for i in range(len(types)))
 
 
 def decode_result(returns, doc):

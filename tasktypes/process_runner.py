@@ -1,17 +1,33 @@
-"""Where Redis-store bodies run: long-lived worker processes of the server
-process, each running one task at a time.
+"""Where Redis-store bodies run: long-lived worker processes, each running
+one task at a time, fed from the queue in Redis (``redis_queue``).
 
-    runner = ProcessRunner(store, workers=8, max_queued=1024,
-                           progress=ProgressWriter(redis_url))
-    runner.enqueue(task_type, task_id, args)
+    runner = ProcessRunner(store, workers=8, progress=ProgressWriter(redis_url))
+    runner.start()           # feeder and supervisor threads
+    runner.drain(grace=60)   # the worker service's SIGTERM
 
-One supervisor thread per server process starts workers on demand (at most
-``workers``), hands each waiting task to an idle one over a private pipe,
-relays the workers' log records, and watches them: a worker that dies
-(SIGKILL, OOM, segfault) fails its task at once and is replaced; a task past
-its ``_time_limit`` or cancelled from any server process (``ended``) gets its
-worker terminated (SIGTERM, SIGKILL after ``KILL_GRACE``) and replaced. The
-same thread beats the heartbeat that tells readers this server still lives.
+The same runner serves a web process that runs its own workers (the
+zero-setup ``TASKTYPES_STORE=redis python wsgi.py``) and the worker service
+(``tasktypes worker``); a web process with ``TASKTYPES_WORKERS=0`` has none
+and only submits. Its pieces, one job each:
+
+``WorkerPool``
+    the worker processes (``worker_process``): started on demand up to
+    ``workers``, replaced when one dies or is killed, terminated (SIGTERM,
+    SIGKILL after ``KILL_GRACE``).
+``Feeder`` (a thread)
+    claims entries from the stream (``XREADGROUP``, blocking) as many as
+    there are free workers, and every heartbeat takes over entries that a
+    dead worker claimed and never started (``XAUTOCLAIM`` after
+    ``CLAIM_IDLE``).
+the supervisor (a thread, ``ProcessRunner._supervise``)
+    dispatch: starts the claimed tasks (the Lua transition queued ->
+    running, which only one worker wins; a task whose method is at its
+    limit is parked instead) and the parked tasks whose slot came free,
+    each on an idle worker; relays the workers' messages (``LogRelay`` for
+    their log records, ``Outcome`` for the end of a task); enforces time
+    limits and stops tasks that ended elsewhere; beats the heartbeat
+    (``Leases``: this server's tasks and ``_max_running`` slots) that tells
+    readers this server still lives.
 
 Stopping does not rest on the ``ended`` channel alone (pub/sub delivers at
 most once, and nothing while the listener reconnects): each heartbeat also
@@ -25,64 +41,77 @@ modules of the registered task types preloaded. ``fork`` from a server
 process is unsafe: waitress and mod_wsgi run many threads, and a child forked
 while another thread holds a lock (logging, the Redis pool, the import lock)
 can deadlock; under mod_wsgi on 3.11 a fork straight from a request thread
-even exits at once. ``spawn`` is safe but costs ~190 ms per worker against
-~9 ms from the preloaded fork server. Since workers live long, that cost is
-paid only when a worker starts or is replaced: an empty task goes from
-submit to done in a few ms either way. Under mod_wsgi ``sys.executable`` may
-be httpd; then the environment's own python (``sys.prefix/bin/python3``)
-runs the fork server.
+even exits at once. The worker service starts its first workers before any
+thread of its own, where ``fork`` would be safe, but it replaces a worker
+that died or was killed while its threads run, so it uses the fork server
+too. ``spawn`` is safe but costs ~190 ms per worker against ~9 ms from the
+preloaded fork server. Under mod_wsgi ``sys.executable`` may be httpd; then
+the environment's own python (``sys.prefix/bin/python3``) runs the fork
+server.
 
 A worker does not re-run the server's main script (``wsgi.py`` builds the
 whole application when imported): the main module is hidden from
 multiprocessing while a worker starts, and the worker imports just the
 module named in the task type's key.
 
-Logs: the worker's root logger has one ``logging.handlers.QueueHandler``
-whose "queue" is the worker's own pipe; the supervisor hands each record to
-the server's logger of the same name, with ``task_id`` set on the record and
-``[task N] `` in front of the message. Every record written before the body
-returns is in the pipe before the task's result, so none is lost.
-multiprocessing-logging is not used: it works only with ``fork``. A shared
-``multiprocessing.Queue`` is not used either: a worker killed while writing
-to it would leave its lock taken and its pipe corrupt for all others.
+Logs: each worker sends its records over its own pipe (``worker_process``);
+the supervisor hands each record to the server's logger of the same name,
+with ``task_id`` set on the record and ``[task N] `` in front of the
+message. multiprocessing-logging is not used: it installs one shared
+``multiprocessing.Queue`` for all children and works only with ``fork``; a
+child killed while it writes to that queue (SIGKILL of a cancelled task, the
+OOM killer) can leave the queue's lock taken and its pipe with half a
+record, which stops or corrupts the records of every other worker; and its
+records are not in order with the task's end. A private pipe per worker has
+neither problem: a killed worker damages only its own pipe, which is read to
+its end when it dies.
 
 Workers end with the server process, however it dies (SIGKILL included):
-each watches the server's pid (``_watch_server``), not its parent, which is
-the fork server; the fork server and the resource tracker exit once the
-last worker is gone.
+each watches the server's pid, not its parent, which is the fork server;
+the fork server and the resource tracker exit once the last worker is gone.
 
 Limits: workers are daemonic, so a body cannot start ``multiprocessing``
 children of its own (``subprocess`` works).
 """
 
-import collections
 import contextlib
-import importlib
 import logging
-import logging.handlers
 import multiprocessing
 import os
-import select
 import signal
 import sys
 import threading
 import time
 from multiprocessing.connection import wait as wait_for
+from typing import NamedTuple
 
-from .decorator import TASK_TYPES
-from .errors import Busy, StoreUnavailable, TaskStopped
-from .documents import encode_result
-from .task_body import error_text, logged_traceback, run_body
+from .decorator import TASK_TYPES, TaskType
+from .errors import StoreUnavailable
+from .task_body import error_text
 from . import tasklog
-from .defaults import HEARTBEAT_RETRY, KILL_GRACE, READS_PER_ROUND
+from .worker_process import Job, LogRecord, find_task_type, log_levels, worker_main
+from .defaults import CLAIM_IDLE, HEARTBEAT_RETRY, KILL_GRACE, READS_PER_ROUND
 
 logger = logging.getLogger(__name__)
 
 #: Imported once in the fork server, so that a new worker starts in ms.
-PRELOAD = ["tasktypes", "tasktypes.process_runner", "tasktypes.redis_store",
+PRELOAD = ["tasktypes", "tasktypes.worker_process", "tasktypes.redis_store",
            "spyne", "lxml.etree", "redis"]
 
 _start_lock = threading.Lock()
+
+
+class Claimed(NamedTuple):
+    """An entry of the queue this runner claimed and has not started yet."""
+    task_id: int
+    key: str
+    entry: str
+
+
+class Running(NamedTuple):
+    """What a busy worker runs."""
+    task_type: TaskType
+    task_id: int
 
 
 def _context():
@@ -108,87 +137,86 @@ def _main_module_hidden():
         main.__dict__.update(saved)
 
 
+def task_type_of(key):
+    """The task type of ``key``; a stand-in (no body, no limits) for a key
+    no module here defines, so that its task can still be failed."""
+    try:
+        return find_task_type(key)
+    except Exception:
+        return TaskType(key.rpartition(".")[2], key, None, None, None, None)
+
+
 class _Worker:
     __slots__ = ("process", "conn", "task", "deadline", "kill_at", "slot")
 
     def __init__(self, process, conn):
         self.process = process
         self.conn = conn
-        self.task = None       # (task_type, task_id) while busy
+        self.task = None       # Running, while busy
         self.deadline = None   # monotonic time its task's time limit ends
         self.kill_at = None    # monotonic time it gets SIGKILL once terminated
-        self.slot = None       # (task_type, task_id) of the slot it holds
+        self.slot = None       # Running of the slot it holds
 
 
-class ProcessRunner:
-    def __init__(self, store, workers, max_queued, progress):
-        self.store = store
-        self.workers = workers
-        self.max_queued = max_queued
+class WorkerPool:
+    """The worker processes: idle, busy (by task id) and dying ones. Its
+    lists are guarded by the runner's lock (``lock``)."""
+
+    def __init__(self, size, progress, lock):
+        self.size = size
         self.progress = progress
-        self._lock = threading.Lock()
-        self._waiting = collections.deque()  # (task_type, task_id, args)
-        self._idle = []
-        self._busy = {}      # task id -> _Worker
-        self._dying = []     # terminated workers not yet reaped
-        self._stop = set()   # ids of running tasks that ended elsewhere
-        self._starting = None  # id of the task _dispatch is starting
-        self._beat_failed = False
-        self._unwritten = []  # final states Redis refused while down: retried
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
-        self._wake_lock = threading.Lock()
+        self.lock = lock
+        self.idle = []
+        self.busy = {}      # task id -> _Worker
+        self.dying = []     # terminated workers not yet reaped
+        self.grown = 0      # most workers alive at once so far
         self._context = None
-        self._size = 0       # most workers alive at once so far
-        self._thread = None
-        self._closed = False
 
-    def enqueue(self, task_type, task_id, args):
-        with self._lock:
-            if self._closed:
-                raise StoreUnavailable("the server process is shutting down")
-            if len(self._waiting) >= self.max_queued:
-                raise Busy("%d tasks are waiting already; try again later"
-                           % len(self._waiting))
-            self._waiting.append((task_type, task_id, args))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._supervise, daemon=True,
-                                                name="tasktypes-supervisor")
-                self._thread.start()
-        self._wake()
+    def everyone(self):
+        return self.idle + list(self.busy.values()) + self.dying
 
-    def ended(self, task_id):
-        """A task ended somewhere (``ended`` channel): stop it if it runs or
-        waits here, and look again at tasks waiting for a free slot."""
-        with self._lock:
-            # A task being started may have been cancelled right after its
-            # start: _dispatch puts it in _busy next, and _enforce stops it.
-            if task_id in self._busy or task_id == self._starting:
-                self._stop.add(task_id)
-            else:
-                for item in self._waiting:
-                    if item[1] == task_id:
-                        self._waiting.remove(item)
-                        break
-            if not self._waiting and task_id not in self._stop:
-                return
-        self._wake()
+    def free(self):
+        """Workers that could take a task now, started or not (lock held)."""
+        return self.size - len(self.busy)
 
-    def close(self):
-        with self._lock:
-            self._closed = True
-            waiting, self._waiting = list(self._waiting), collections.deque()
-            busy_ids = set(self._busy)
-            busy, self._busy = list(self._busy.values()), {}
-            workers = self._idle + busy + self._dying
-            self._idle, self._dying = [], []
-        self._wake()
-        if self._thread is not None:
-            self._thread.join(5)
-        with self._wake_lock:  # no late wake-up may write to a reused fd
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            self._wake_w = None
+    def idle_worker(self):
+        with self.lock:
+            if self.idle:
+                return self.idle[0]
+        return self.new_worker()
+
+    def new_worker(self):
+        if self._context is None:
+            self._context = _context()
+        tasklog.install()  # the levels the worker copies let INFO through
+        parent_conn, child_conn = self._context.Pipe()
+        process = self._context.Process(
+            target=worker_main, name="tasktypes-worker",
+            args=(child_conn, self.progress, log_levels(), os.getpid()), daemon=True)
+        with _start_lock, _main_module_hidden():
+            process.start()
+        child_conn.close()
+        worker = _Worker(process, parent_conn)
+        with self.lock:
+            self.idle.append(worker)
+            self.grown = max(self.grown, len(self.idle) + len(self.busy))
+        return worker
+
+    def terminate(self, worker, now):
+        """SIGTERM now, SIGKILL after the grace (lock not held)."""
+        with self.lock:
+            worker.kill_at = now + KILL_GRACE
+            self.dying.append(worker)
+        worker.process.terminate()
+
+    def kill_late(self, now):
+        for worker in list(self.dying):
+            if worker.kill_at <= now and worker.process.exitcode is None:
+                worker.process.kill()
+                worker.kill_at = now + 60
+
+    @staticmethod
+    def stop_all(workers):
         for worker in workers:
             worker.process.terminate()
         for worker in workers:  # first gone, then their slots free
@@ -196,15 +224,194 @@ class ProcessRunner:
             if worker.process.exitcode is None:
                 worker.process.kill()
                 worker.process.join(1)
+
+
+class LogRelay:
+    """The workers' log records into the server's logging, and into each
+    task's own log (``tasklog``), written in batches."""
+
+    def __init__(self, store):
+        self.store = store
+        self._lines = {}  # task id -> its new log lines
+
+    def record(self, message):
+        record = logging.makeLogRecord(message.attributes)
+        log = logging.getLogger(record.name)
+        if log.isEnabledFor(record.levelno):
+            log.handle(record)
+        task_id = getattr(record, "task_id", None)
+        if task_id is not None and record.levelno >= tasklog.LEVEL:
+            lines = self._lines.setdefault(task_id, [])
+            lines.append(tasklog.line_of(record, "[task %d] " % task_id))
+            if len(lines) >= tasklog.MAX_LINES:  # no more is kept anyway
+                self.flush()
+
+    def flush(self):
+        for task_id, lines in self._lines.items():
+            try:
+                self.store.append_log(task_id, lines)
+            except Exception as exc:  # never in the way of the task's end
+                logger.warning("task %d: %d log lines lost: %s", task_id, len(lines), exc)
+        self._lines.clear()
+
+
+class Feeder:
+    """The thread that claims entries of the queue for free workers."""
+
+    #: Milliseconds one blocking read waits for a new entry.
+    block_ms = 500
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.room = threading.Event()  # set when a worker may have come free
+        self.thread = threading.Thread(target=self._feed, daemon=True,
+                                       name="tasktypes-feeder")
+
+    def _feed(self):
+        runner, store = self.runner, self.runner.store
+        next_autoclaim = 0.0
+        warned = False
+        while not runner.stopping:
+            with runner.lock:
+                free = runner.pool.free() - len(runner.waiting)
+            if free <= 0:
+                self.room.wait(1.0)
+                self.room.clear()
+                continue
+            try:
+                entries = []
+                if time.monotonic() >= next_autoclaim:
+                    next_autoclaim = time.monotonic() + store.heartbeat_interval
+                    entries = store.autoclaim(free, CLAIM_IDLE)
+                if not entries:
+                    entries = store.claim(free, self.block_ms)
+                warned = False
+            except StoreUnavailable as exc:
+                if not runner.stopping and not warned:
+                    logger.warning("cannot read the queue: %s", exc)
+                    warned = True
+                time.sleep(0.5)
+                continue
+            except Exception:
+                if not runner.stopping:
+                    logger.exception("the queue feeder hit an error")
+                time.sleep(0.5)
+                continue
+            if entries:
+                runner.claimed([Claimed(*entry) for entry in entries])
+
+
+class ProcessRunner:
+    def __init__(self, store, workers, progress):
+        self.store = store
+        self.workers = workers
+        self.lock = threading.Lock()
+        self.pool = WorkerPool(workers, progress, self.lock)
+        self.relay = LogRelay(store)
+        self.feeder = Feeder(self)
+        self.waiting = []    # Claimed, oldest first
+        self.stopping = False  # no new tasks (drain, close)
+        self._stop = set()   # ids of running tasks that ended elsewhere
+        self._starting = None  # ids that ended while dispatch starts a task
+        self._try_parked = True
+        self._beat_failed = False
+        self._unwritten = []  # final states Redis refused while down: retried
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._wake_lock = threading.Lock()
+        self._thread = None
+        self._closed = False
+
+    def prestart(self):
+        """Start every worker process now (the worker service: before any
+        thread of its own)."""
+        while len(self.pool.idle) < self.workers:
+            self.pool.new_worker()
+
+    def start(self):
+        self._thread = threading.Thread(target=self._supervise, daemon=True,
+                                        name="tasktypes-supervisor")
+        self._thread.start()
+        self.feeder.thread.start()
+
+    def claimed(self, entries):
+        """The feeder claimed ``entries``: start them, or give them back if
+        this runner stops."""
+        with self.lock:
+            if not self.stopping:
+                self.waiting.extend(entries)
+                entries = []
+        for entry in entries:
+            self._park(entry)
+        self._wake()
+
+    def ended(self, task_id):
+        """A task ended somewhere (``ended`` channel): stop it if it runs
+        here; a slot may have come free, so look at the parked tasks."""
+        with self.lock:
+            if self._starting is not None:
+                self._starting.add(task_id)
+            if task_id in self.pool.busy:
+                self._stop.add(task_id)
+            self._try_parked = True
+        self._wake()
+
+    def running(self):
+        """Ids of the tasks running here."""
+        with self.lock:
+            return list(self.pool.busy)
+
+    def drain(self, grace, message):
+        """Take no new task and let the running ones end within ``grace``
+        seconds; those still running then fail with ``message``. The
+        entries claimed but not started are parked for other workers."""
+        with self.lock:
+            self.stopping = True
+            waiting, self.waiting = self.waiting, []
+        self.feeder.room.set()
+        for entry in waiting:
+            self._park(entry)
+        deadline = time.monotonic() + grace
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.close(message)
+
+    def close(self, message="the server process stopped"):
+        """Stop everything; tasks running here fail with ``message``, the
+        entries claimed but not started are parked for other workers."""
+        with self.lock:
+            self.stopping = True
+            self._closed = True
+            waiting, self.waiting = self.waiting, []
+            pool = self.pool
+            busy_ids = set(pool.busy)
+            busy = list(pool.busy.values())
+            workers = pool.everyone()
+            pool.idle, pool.busy, pool.dying = [], {}, []
+        self.feeder.room.set()
+        self.store.stop_claiming()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self.feeder.thread.is_alive():
+            self.feeder.thread.join(2)
+        with self._wake_lock:  # no late wake-up may write to a reused fd
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_w = None
+        WorkerPool.stop_all(workers)
         try:
-            for task_type, task_id, args in waiting:
-                self.store.fail(task_type, task_id, "the server process stopped")
+            for entry in waiting:
+                self._park(entry)
             for worker in busy:
-                self.store.fail(*worker.task, "the server process stopped")
+                logger.warning("task %d (%s): %s", worker.task.task_id,
+                               worker.task.task_type.name, message)
+                self.store.fail(*worker.task, message)
             for worker in workers:
-                if worker.slot is not None and worker.slot[1] not in busy_ids:
+                if worker.slot is not None and worker.slot.task_id not in busy_ids:
                     self.store.release_slot(*worker.slot)
-            self.store.forget_server()
+            if self.workers:
+                self.store.forget_server()
         except StoreUnavailable:
             pass
 
@@ -237,10 +444,10 @@ class ProcessRunner:
         """Start what can start, then sleep until a worker speaks or dies,
         a wake-up comes, or the next deadline, kill or heartbeat is due."""
         self._dispatch()
-        with self._lock:
-            busy = list(self._busy.values())
-            dying = list(self._dying)
-            everyone = self._idle + busy + dying
+        with self.lock:
+            busy = list(self.pool.busy.values())
+            dying = list(self.pool.dying)
+            everyone = self.pool.everyone()
         times = [next_beat] + [w.deadline for w in busy if w.deadline] \
             + [w.kill_at for w in dying]
         handles = {self._wake_r: None}
@@ -262,17 +469,17 @@ class ProcessRunner:
         """Beat, write the final states Redis refused before, and stop the
         tasks that ended elsewhere (their message may have been missed).
         False if Redis is unreachable."""
-        with self._lock:
-            waiting = [item[1] for item in self._waiting]
-            busy = list(self._busy)
+        with self.lock:
+            busy = list(self.pool.busy)
             leases = {}
-            for worker in list(self._busy.values()) + self._dying:
+            for worker in list(self.pool.busy.values()) + self.pool.dying:
                 if worker.slot is not None:  # held until the process is gone
-                    task_type, task_id = worker.slot
-                    leases.setdefault(task_type.key, []).append(task_id)
+                    leases.setdefault(worker.slot.task_type.key, []).append(
+                        worker.slot.task_id)
             unwritten, self._unwritten = self._unwritten, []
+            self._try_parked = True  # a slot may have come free anywhere
         try:
-            statuses = self.store.heartbeat(waiting + busy, leases)
+            statuses = self.store.heartbeat(busy, leases)
             while unwritten:
                 unwritten[0]()
                 unwritten.pop(0)
@@ -280,122 +487,111 @@ class ProcessRunner:
             if not self._beat_failed:
                 logger.warning("heartbeat not written: %s", exc)
                 self._beat_failed = True
-            with self._lock:
+            with self.lock:
                 self._unwritten[:0] = unwritten
             return False
         if self._beat_failed:
             logger.info("heartbeat written again")
             self._beat_failed = False
         stop = False
-        with self._lock:
+        with self.lock:
             for task_id in busy:
                 status = statuses.get(task_id)
-                if status != "running" and task_id in self._busy:
+                if status != "running" and task_id in self.pool.busy:
                     logger.info("task %d is %s: stopping its process", task_id,
                                 status or "gone from Redis")
                     self._stop.add(task_id)
                     stop = True
-            for item in list(self._waiting):
-                if item[1] in statuses and statuses[item[1]] != "queued":
-                    self._waiting.remove(item)  # cancelled, lost or gone
         if stop:
             self._wake()  # _enforce right after this round's wait, not a beat later
         return True
 
     def _dispatch(self):
-        """Hand waiting tasks to idle workers, oldest first, skipping methods
-        whose slots are all taken."""
-        full = set()
+        """Start tasks on idle workers: the claimed entries, oldest first
+        (a task whose method is at its limit is parked by the store instead),
+        then the parked tasks whose method has a slot free."""
         while True:
-            with self._lock:
-                if not self._idle and len(self._idle) + len(self._busy) >= self.workers:
+            with self.lock:
+                if self.stopping or (not self.pool.idle
+                                     and len(self.pool.busy) >= self.workers):
                     return
-                item = next((i for i in self._waiting if i[0].key not in full), None)
-                if item is None:
+                claimed = self.waiting[0] if self.waiting else None
+                if claimed is None and not self._try_parked:
                     return
-            task_type, task_id, args = item
-            with self._lock:
-                self._starting = task_id  # ended() now marks it to be stopped
-            started = False
+                self._starting = set()
             try:
-                if task_type.max_running and not self.store.acquire_slot(task_type,
-                                                                         task_id):
-                    full.add(task_type.key)
-                    continue
-                worker = self._idle_worker()
-                started = self.store.start(task_id, worker.process.pid)
+                if claimed is not None:
+                    worker = self.pool.idle_worker()
+                    outcome, args = self.store.start_claimed(claimed.task_id, claimed.entry,
+                                                     worker.process.pid)
+                    with self.lock:
+                        self.waiting.remove(claimed)
+                    if outcome != "started":
+                        continue  # "gone" (cancelled) or "parked"
+                    task_id, key = claimed.task_id, claimed.key
+                else:
+                    if not self.pool.idle and not self.store.parked_waiting():
+                        with self.lock:  # no worker is started for nothing
+                            self._try_parked = False
+                        return
+                    worker = self.pool.idle_worker()
+                    taken = self.store.take_parked(worker.process.pid)
+                    if taken is None:
+                        with self.lock:
+                            self._try_parked = False
+                        return
+                    task_id, key, args = taken
             except StoreUnavailable as exc:
-                logger.warning("cannot start task %d: %s", task_id, exc)
-                return  # it stays queued; the next heartbeat tries again
+                logger.warning("cannot start a task: %s", exc)
+                return  # it stays claimed; the next heartbeat tries again
             finally:
-                # From _waiting into _busy under one lock: there is no moment
-                # in which ended() would find the task nowhere.
-                with self._lock:
-                    self._starting = None
-                    if started:
-                        if item in self._waiting:
-                            self._waiting.remove(item)
-                        self._idle.remove(worker)
-                        worker.task = (task_type, task_id)
-                        if task_type.max_running:
-                            worker.slot = worker.task
-                        if task_type.time_limit:
-                            worker.deadline = time.monotonic() + task_type.time_limit
-                        self._busy[task_id] = worker
-            if not started:  # cancelled (or lost) while it waited
-                with self._lock:
-                    if item in self._waiting:
-                        self._waiting.remove(item)
-                if task_type.max_running:
-                    self._write(self.store.release_slot, task_type, task_id)
-                continue
-            try:
-                worker.conn.send((task_id, task_type.key, args))
-            except Exception as exc:  # arguments that do not pickle
-                with self._lock:
-                    self._busy.pop(task_id, None)
-                    worker.task = worker.deadline = worker.slot = None
-                    self._idle.append(worker)
-                self._write(self.store.fail, task_type, task_id,
-                            "the arguments cannot be sent to the task process: %s"
-                            % error_text(exc))
+                with self.lock:
+                    ended_meanwhile, self._starting = self._starting, None
+            self._hand(worker, task_type_of(key), task_id, args,
+                       task_id in ended_meanwhile)
 
-    def _idle_worker(self):
-        with self._lock:
-            if self._idle:
-                return self._idle[0]
-        return self._new_worker()
+    def _hand(self, worker, task_type, task_id, args, stop):
+        """Give a started task to ``worker``."""
+        running = Running(task_type, task_id)
+        with self.lock:
+            self.pool.idle.remove(worker)
+            worker.task = running
+            if task_type.max_running:
+                worker.slot = running
+            if task_type.time_limit:
+                worker.deadline = time.monotonic() + task_type.time_limit
+            self.pool.busy[task_id] = worker
+            if stop:  # cancelled while it started
+                self._stop.add(task_id)
+        self.feeder.room.set()  # the claimed entry is gone: room for another
+        try:
+            worker.conn.send(Job(task_id, task_type.key, args))
+        except Exception as exc:
+            with self.lock:
+                self.pool.busy.pop(task_id, None)
+                worker.task = worker.deadline = worker.slot = None
+                self.pool.idle.append(worker)
+            self._write(self.store.fail, task_type, task_id,
+                        "the task cannot be sent to its process: %s" % error_text(exc))
+
+    def _park(self, claimed):
+        try:
+            self.store.park(claimed.task_id, claimed.entry)
+        except StoreUnavailable as exc:  # XAUTOCLAIM gives it to another worker
+            logger.warning("task %d stays claimed: %s", claimed.task_id, exc)
 
     def _replace(self):
         """Keep the pool as large as it grew: a worker that died or was
         killed gets its successor now, not when the next task comes."""
         while True:
-            with self._lock:
-                if self._closed or len(self._idle) + len(self._busy) >= self._size:
+            with self.lock:
+                pool = self.pool
+                if self._closed or len(pool.idle) + len(pool.busy) >= pool.grown:
                     return
-            self._new_worker()
-
-    def _new_worker(self):
-        if self._context is None:
-            self._context = _context()
-        tasklog.install()  # the levels the worker copies let INFO through
-        parent_conn, child_conn = self._context.Pipe()
-        process = self._context.Process(
-            target=_worker_main, name="tasktypes-worker",
-            args=(child_conn, self.progress, _log_levels(), os.getpid()),
-            daemon=True)
-        with _start_lock, _main_module_hidden():
-            process.start()
-        child_conn.close()
-        worker = _Worker(process, parent_conn)
-        with self._lock:
-            self._idle.append(worker)
-            self._size = max(self._size, len(self._idle) + len(self._busy))
-        return worker
+            pool.new_worker()
 
     def _attend(self, worker):
         """Read what a worker sent; reap it if it exited."""
-        logged = {}  # task id -> its new log lines, written at once below
         try:
             # At most READS_PER_ROUND messages from a live worker: a body that
             # logs in a tight loop must not hold this thread (a dead one's
@@ -405,77 +601,69 @@ class ProcessRunner:
                 if reads >= READS_PER_ROUND and worker.process.exitcode is None:
                     break
                 reads += 1
-                self._received(worker, worker.conn.recv(), logged)
+                message = worker.conn.recv()
+                if isinstance(message, LogRecord):
+                    self.relay.record(message)
+                else:
+                    self.relay.flush()  # a reader who sees the end sees its lines
+                    self._ended_here(worker, message)
         except (EOFError, OSError):
             pass
-        self._write_logs(logged)
+        self.relay.flush()
         if worker.process.exitcode is None:
             return
         worker.process.join()
         worker.conn.close()
-        with self._lock:
-            for pool in (self._idle, self._dying):
+        with self.lock:
+            for pool in (self.pool.idle, self.pool.dying):
                 if worker in pool:
                     pool.remove(worker)
             task, slot = worker.task, worker.slot
             worker.slot = None
             if task is not None:
-                self._busy.pop(task[1], None)
+                self.pool.busy.pop(task.task_id, None)
+            self._try_parked = True
+        self.feeder.room.set()
         if task is not None:
             code = worker.process.exitcode
             how = ("killed by %s" % signal.Signals(-code).name if code < 0
                    else "exited with code %d" % code)
-            logger.error("the process of task %d (%s) died: %s", task[1], task[0].name, how)
-            self._write(self.store.fail, task[0], task[1],
+            logger.error("the process of task %d (%s) died: %s", task.task_id,
+                         task.task_type.name, how)
+            self._write(self.store.fail, *task,
                         "the task's process died (%s)" % how)  # frees the slot too
         elif slot is not None:  # a stopped task's process is gone at last
             self._write(self.store.release_slot, *slot)
 
-    def _received(self, worker, message, logged):
-        if message[0] == "log":
-            record = logging.makeLogRecord(message[1])
-            log = logging.getLogger(record.name)
-            if log.isEnabledFor(record.levelno):
-                log.handle(record)
-            task_id = getattr(record, "task_id", None)
-            if task_id is not None and record.levelno >= tasklog.LEVEL:
-                lines = logged.setdefault(task_id, [])
-                lines.append(_task_log_line(record, task_id))
-                if len(lines) >= tasklog.MAX_LINES:  # no more is kept anyway
-                    self._write_logs(logged)
-            return
-        self._write_logs(logged)  # a reader who sees the end sees its lines
-        _, task_id, ok, payload, progress, text = message
-        with self._lock:
-            if worker.task is None or worker.task[1] != task_id:
+    def _ended_here(self, worker, outcome):
+        """A worker's ``Outcome``: write the task's end."""
+        with self.lock:
+            if worker.task is None or worker.task.task_id != outcome.task_id:
                 return  # a late word from a task stopped meanwhile
-            task_type, slot = worker.task[0], worker.slot
-            self._busy.pop(task_id, None)
+            task_type, slot = worker.task.task_type, worker.slot
+            self.pool.busy.pop(outcome.task_id, None)
             worker.task = worker.deadline = worker.slot = None
             if worker.process.exitcode is None:
-                self._idle.append(worker)
-        if ok:  # finish and fail free the slot with the end
-            self._write(self.store.finish, task_type, task_id, payload, text)
-        elif ok is not None:
-            self._write(self.store.fail, task_type, task_id, payload, progress=progress)
+                self.pool.idle.append(worker)
+            self._try_parked = True
+        self.feeder.room.set()
+        task_id = outcome.task_id
+        if outcome.ok:  # finish and fail free the slot with the end
+            self._write(self.store.finish, task_type, task_id, outcome.payload,
+                        outcome.message)
+        elif outcome.ok is not None:
+            self._write(self.store.fail, task_type, task_id, outcome.payload,
+                        progress=outcome.progress)
         elif slot is not None:  # stopped itself: it ended elsewhere
             self._write(self.store.release_slot, *slot)
         self._wake()
-
-    def _write_logs(self, logged):
-        for task_id, lines in logged.items():
-            try:
-                self.store.append_log(task_id, lines)
-            except Exception as exc:  # never in the way of the task's end
-                logger.warning("task %d: %d log lines lost: %s", task_id, len(lines), exc)
-        logged.clear()
 
     def _write(self, write, *args, **kwargs):
         try:
             write(*args, **kwargs)
         except StoreUnavailable as exc:
             logger.warning("task %d: final state not written yet: %s", args[1], exc)
-            with self._lock:
+            with self.lock:
                 self._unwritten.append(lambda: write(*args, **kwargs))
         except Exception as exc:
             # Something in the state itself that Redis will never take: no
@@ -489,10 +677,11 @@ class ProcessRunner:
         """Terminate workers of cancelled and timed-out tasks; SIGKILL the
         ones that outlive their grace."""
         now = time.monotonic()
-        with self._lock:
-            stop = [self._busy[i] for i in self._stop if i in self._busy]
+        with self.lock:
+            busy = self.pool.busy
+            stop = [busy[i] for i in self._stop if i in busy]
             self._stop.clear()
-            late = [w for w in self._busy.values()
+            late = [w for w in busy.values()
                     if w.deadline and w.deadline <= now and w not in stop]
         for worker in late:
             task_type, task_id = worker.task
@@ -502,142 +691,8 @@ class ProcessRunner:
                         task_type.time_limit_message, timed_out=True,
                         release=False)  # not before the process is gone
         for worker in stop + late:
-            with self._lock:
-                self._busy.pop(worker.task[1], None)
+            with self.lock:
+                self.pool.busy.pop(worker.task.task_id, None)
                 worker.task = worker.deadline = None
-                worker.kill_at = now + KILL_GRACE
-                self._dying.append(worker)
-            worker.process.terminate()
-        for worker in list(self._dying):
-            if worker.kill_at <= now and worker.process.exitcode is None:
-                worker.process.kill()
-                worker.kill_at = now + 60
-
-
-def _task_log_line(record, task_id):
-    """A relayed record as its task's log keeps it: without the ``[task N]``
-    the worker put in front of it."""
-    return tasklog.line_of(record, "[task %d] " % task_id)
-
-
-# -- the worker process ---------------------------------------------------------
-
-class _PipeQueue:
-    """The "queue" of the worker's QueueHandler: its pipe to the server."""
-
-    def __init__(self, conn, lock):
-        self.conn = conn
-        self.lock = lock
-
-    def put_nowait(self, record):
-        data = dict(record.__dict__)
-        with self.lock:
-            try:
-                self.conn.send(("log", data))
-            except Exception:  # an attribute that does not pickle
-                plain = {k: v for k, v in data.items()
-                         if isinstance(v, (str, int, float, type(None)))}
-                self.conn.send(("log", plain))
-
-
-class _TaskLogHandler(logging.handlers.QueueHandler):
-    task_id = None
-
-    def prepare(self, record):
-        record = super().prepare(record)
-        if self.task_id is not None:
-            record.task_id = self.task_id
-            record.msg = record.message = "[task %d] %s" % (self.task_id, record.msg)
-        return record
-
-
-def _log_levels():
-    """The server's logger levels, for the worker to send just the records
-    the server would handle (as they are when the worker starts)."""
-    levels = {name: log.level for name, log in logging.root.manager.loggerDict.items()
-              if isinstance(log, logging.Logger) and log.level}
-    levels[""] = logging.root.level
-    return levels
-
-
-def _watch_server(server_pid):
-    """Exit at once when the server process is gone, however it died
-    (SIGKILL included), so that no body outlives it.
-
-    Not the parent: a worker's parent is the fork server, and the fork
-    server lives as long as any process it started holds the "alive" pipe
-    that multiprocessing hands to each of them, workers included. So each
-    worker watches the server process itself, through a pidfd (Linux 5.3+),
-    which becomes readable the moment that process exits; once the workers
-    are gone, the fork server and the resource tracker see their pipes close
-    and exit too. Where pidfds are missing, it polls twice a second."""
-    try:
-        pidfd = os.pidfd_open(server_pid)
-    except ProcessLookupError:
-        os._exit(1)
-    except (AttributeError, OSError):
-        pidfd = None
-    if pidfd is not None:
-        watch = select.poll()  # not select(): any descriptor number will do
-        watch.register(pidfd, select.POLLIN)
-        while not watch.poll():
-            pass
-    else:
-        while True:
-            try:
-                os.kill(server_pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.5)
-    os._exit(1)
-
-
-def find_task_type(key):
-    """The task type of ``key`` ("module:Class.method"), importing its module."""
-    if key not in TASK_TYPES:
-        importlib.import_module(key.partition(":")[0])
-    return TASK_TYPES[key]
-
-
-def _worker_main(conn, progress, log_levels, server_pid):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server
-    lock = threading.Lock()
-    handler = _TaskLogHandler(_PipeQueue(conn, lock))
-    logging.root.handlers[:] = [handler]
-    for name, level in log_levels.items():
-        logging.getLogger(name).setLevel(level)
-    threading.Thread(target=_watch_server, args=(server_pid,), daemon=True).start()
-    progress.start_thread()
-    while True:
-        try:
-            task_id, key, args = conn.recv()
-        except (EOFError, OSError):
-            return
-        handler.task_id = task_id
-        outcome = _run(progress, task_id, key, args)
-        handler.task_id = None
-        with lock:
-            conn.send(outcome)
-
-
-def _run(progress, task_id, key, args):
-    """One task in the worker: ("end", id, ok, result doc or error text,
-    last progress, last message); ok is None if the task was stopped."""
-    update_progress, report = progress.reporter(task_id)
-    try:
-        task_type = find_task_type(key)
-        value = run_body(task_type, task_id, args, update_progress)
-    except TaskStopped:
-        ok, payload = None, None
-    except (Exception, SystemExit) as exc:
-        logging.getLogger(__name__).error("the task failed:\n%s", logged_traceback(exc))
-        ok, payload = False, error_text(exc)
-    else:
-        try:
-            ok, payload = True, encode_result(task_type.returns, value,
-                                              progress.max_result)
-        except Exception as exc:
-            ok, payload = False, "the result cannot be stored: %s" % error_text(exc)
-    finally:
-        progress.done()
-    return ("end", task_id, ok, payload, report.progress, report.message)
+            self.pool.terminate(worker, now)
+        self.pool.kill_late(now)

@@ -99,17 +99,19 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .decorator import TASK_TYPES
-from .documents import decode_result
+from .documents import decode_result, encode_arguments
 from .errors import StoreUnavailable, TaskNotFound, TaskStopped
 from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text
 from .model import TaskState, TaskStatus, new_task_id
 from .tasklog import MAX_LINES, READ_LIMIT, LogLine
 from .process_runner import ProcessRunner
-from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS,
-                    QUEUE_PER_WORKER, Store, arguments_text)
+from .redis_queue import RedisQueue
+from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS, Store,
+                    arguments_text)
 from .task_body import clamp_progress
 from .defaults import (FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZE, HEARTBEAT_INTERVAL,
-                       HEARTBEAT_TTL, KEY_PREFIX, PROGRESS_INTERVAL, SOCKET_TIMEOUT)
+                       HEARTBEAT_TTL, KEY_PREFIX, MAX_QUEUED, MAX_QUEUED_WAIT,
+                       PARKED_SCAN, PROGRESS_INTERVAL, SOCKET_TIMEOUT)
 
 logger = logging.getLogger(__name__)
 
@@ -153,14 +155,6 @@ if (status == 'queued' or status == 'running') and server
            {'status', 'failed', 'message', ARGV[7], 'endtime', alive or ARGV[6]})
 end
 return redis.call('HMGET', KEYS[1], unpack(ARGV, 8))
-"""
-
-# KEYS: task. ARGV: now, pid.
-_START = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'starttime', ARGV[1], 'alive', ARGV[1],
-           'pid', ARGV[2])
-return 1
 """
 
 # KEYS: tasks of this server. ARGV: now, ttl ms, task list index. Keeps each
@@ -217,24 +211,6 @@ if not method then return {false, {}} end
 local first = (tonumber(last) or 0) - redis.call('LLEN', KEYS[2]) + 1
 local start = math.max(0, tonumber(ARGV[1]) - first + 1)
 return {method, redis.call('LRANGE', KEYS[2], start, start + tonumber(ARGV[2]) - 1)}
-"""
-
-# KEYS: slots. ARGV: limit, task id, lease ms. Redis's clock, so that hosts
-# with skewed clocks agree on when a lease is stale.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
--- No lease runs longer than the lease time from now: one that does was not
--- written by us (a forged far-future score would hold a slot for ever).
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now + tonumber(ARGV[3])), '+inf')
-if not redis.call('ZSCORE', KEYS[1], ARGV[2])
-   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
 """
 
 # KEYS: slots. ARGV: lease ms, task ids.
@@ -301,11 +277,15 @@ def unavailable(function):
 # -- the store ---------------------------------------------------------------
 
 class RedisStore(Store):
-    """Tasks in Redis, bodies in worker processes of each server process.
+    """Tasks in Redis; queued ones wait in Redis (``redis_queue``), bodies
+    run in the worker processes of whoever takes them: this process's own
+    (``workers`` of them; 0 makes it submit-only) or a worker service's.
 
     ``redis_url`` is any redis-py URL (``redis://``, ``rediss://``,
-    ``unix://``, with password and db). At most ``workers`` bodies run at
-    once in this process; more wait here as ``queued``.
+    ``unix://``, with password and db). ``max_queued`` bounds the tasks
+    queued in Redis, deployment-wide (``Busy`` beyond). ``start=False``
+    leaves the threads and workers to be started later (``start``): the
+    worker service starts its worker processes first.
     """
 
     shared = True  # Any process sharing the Redis sees every task.
@@ -320,8 +300,8 @@ class RedisStore(Store):
     _silent_until = 0.0
 
     def __init__(self, redis_url, workers=DEFAULT_WORKERS,
-                 result_ttl=DEFAULT_RESULT_TTL, max_queued=None, prefix=KEY_PREFIX,
-                 max_result=DEFAULT_MAX_RESULT):
+                 result_ttl=DEFAULT_RESULT_TTL, max_queued=MAX_QUEUED, prefix=KEY_PREFIX,
+                 max_result=DEFAULT_MAX_RESULT, start=True):
         self.redis_url = redis_url
         self.prefix = prefix
         self.result_ttl = result_ttl
@@ -345,8 +325,6 @@ class RedisStore(Store):
         self._malformed = 0
         self._end = self.redis.register_script(_END)
         self._read = self.redis.register_script(_READ)
-        self._start = self.redis.register_script(_START)
-        self._acquire = self.redis.register_script(_ACQUIRE)
         self._renew = self.redis.register_script(_RENEW)
         self._beat = self.redis.register_script(_BEAT)
         self._append_log = self.redis.register_script(_APPEND_LOG)
@@ -355,39 +333,48 @@ class RedisStore(Store):
         self._waiters = {}  # task id -> set of Events, woken by the listener
         self._waiters_lock = threading.Lock()
         self._closed = threading.Event()
-        self.runner = ProcessRunner(self, workers, max_queued or workers * QUEUE_PER_WORKER,
-                                    ProgressWriter(redis_url, prefix, max_result=max_result))
+        self.max_queued = max_queued
+        self._queued_ms = int((result_ttl + MAX_QUEUED_WAIT) * 1000)
+        self.queue = RedisQueue(self.redis, prefix, self.server_id, self._queued_ms,
+                                blocking=connect(redis_url) if workers else None)
+        self.runner = None
+        if workers:
+            self.runner = ProcessRunner(
+                self, workers, ProgressWriter(redis_url, prefix, max_result=max_result))
         self._listener = threading.Thread(target=self._listen, daemon=True,
                                           name="tasktypes-redis-listener")
+        if start:
+            self.start()
+
+    def start(self):
+        """Start listening, and taking tasks from the queue if this process
+        has workers."""
+        if self.runner is not None:
+            try:
+                self.queue.ensure_group()
+            except redis.RedisError as exc:  # the feeder creates it later
+                logger.warning("queue not ready yet: %s", exc)
+            self.runner.start()
         self._listener.start()
 
     # client side
 
     @unavailable
     def submit(self, task_type, args):
+        """The task's hash and its queue entry, written in one Lua script
+        (``RedisQueue.submit``); ``server`` is set by whoever starts it."""
         task_id = new_task_id()
-        key = self._task_key % task_id
-        with self.redis.pipeline() as pipe:
-            # The heartbeat goes first: a reader must never see a task whose
-            # server looks dead only because the first beat has not come yet.
-            pipe.set(self._server_key, "1", px=self._heartbeat_ms)
-            now = time.time()
-            pipe.hset(key, mapping={
-                "method": task_type.name, "key": task_type.key, "status": "queued",
-                "progress": 0.0, "message": "", "starttime": 0.0, "endtime": 0.0,
-                "timed_out": 0, "server": self.server_id, "submitted": repr(now),
-                "arguments": arguments_text(task_type, args)})
-            pipe.pexpire(key, self._unfinished_ms)
-            for index in (self._index_key, "%s:%s" % (self._index_key, task_type.name)):
-                pipe.zadd(index, {task_id: now})
-                pipe.zremrangebyrank(index, 0, -self.max_indexed - 1)
-                pipe.pexpire(index, self._unfinished_ms)
-            pipe.execute()
-        try:
-            self.runner.enqueue(task_type, task_id, args)
-        except Exception:
-            self.redis.delete(key)
-            raise
+        now = time.time()
+        fields = {
+            "method": task_type.name, "key": task_type.key, "status": "queued",
+            "progress": 0.0, "message": "", "starttime": 0.0, "endtime": 0.0,
+            "timed_out": 0, "submitted": repr(now), "limit": task_type.max_running or 0,
+            "arguments": arguments_text(task_type, args),
+            "args": encode_arguments(task_type.arg_types, args)}
+        self.queue.submit(self._task_key % task_id, task_id, task_type.key, fields,
+                          self.max_queued, self._queued_ms,
+                          (self._index_key, "%s:%s" % (self._index_key, task_type.name)),
+                          self._queued_ms, self.max_indexed, now)
         return TaskState(task_id, task_type.name)
 
     @unavailable
@@ -423,6 +410,7 @@ class RedisStore(Store):
             # The slot stays taken until the runner has stopped the process.
             self._transition(task_type, task_id, " queued running ", False,
                              status="cancelled", message="cancelled")
+            self.queue.forget(self._task_key % task_id, task_id)
             state = self.read(task_type, task_id)
         return state
 
@@ -544,18 +532,58 @@ class RedisStore(Store):
                 if not events:
                     del self._waiters[task_id]
 
-    def close(self):
+    def drain(self, grace, message):
+        """The worker service's stop: no new tasks, the running ones get
+        ``grace`` seconds, then fail with ``message`` (``ProcessRunner.drain``)."""
         self._closed.set()
-        self.runner.close()
+        if self.runner is not None:
+            self.runner.drain(grace, message)
+
+    def close(self, message="the server process stopped"):
+        """Stop; tasks running here fail with ``message``."""
+        self._closed.set()
+        if self.runner is not None:
+            self.runner.close(message)
 
     # task side: called by the runner in this server process
 
+    def _starting(self, pid):
+        return [self.prefix + "task:", self.prefix + "slots:", self._heartbeat_ms,
+                time.time(), pid, self.server_id, self._server_key,
+                self._unfinished_ms, self._heartbeat_ms]
+
     @unavailable
-    def start(self, task_id, pid):
-        """Mark the task running in worker ``pid``; False if it is no longer
-        queued (cancelled, or lost)."""
-        return bool(self._start(keys=[self._task_key % task_id],
-                                args=[time.time(), pid]))
+    def start_claimed(self, task_id, entry, pid):
+        """Start a claimed task in worker ``pid`` (``RedisQueue.start``):
+        ``("started", args document)``, ``("gone", None)``, ``("parked", None)``."""
+        return self.queue.start(task_id, entry, self._starting(pid))
+
+    @unavailable
+    def take_parked(self, pid):
+        """Start the oldest parked task that may start now, in worker
+        ``pid``: ``(task_id, key, args document)`` or None."""
+        return self.queue.take_parked(self._starting(pid), PARKED_SCAN)
+
+    @unavailable
+    def parked_waiting(self):
+        return bool(self.redis.zcard(self.queue.parked_key))
+
+    @unavailable
+    def park(self, task_id, entry):
+        """Give back an entry claimed and not started."""
+        self.queue.park(task_id, entry, self.prefix + "task:")
+
+    @unavailable
+    def claim(self, count, block_ms):
+        return self.queue.claim(count, block_ms)
+
+    @unavailable
+    def autoclaim(self, count, min_idle):
+        return self.queue.autoclaim(count, min_idle * 1000)
+
+    def stop_claiming(self):
+        """End a blocking ``claim`` of the feeder at once."""
+        self.queue.unblock()
 
     @unavailable
     def finish(self, task_type, task_id, doc, message):
@@ -583,13 +611,6 @@ class RedisStore(Store):
             args += [repr(created), level, message]
         self._append_log(keys=[self._task_key % task_id, self._log_key % task_id],
                          args=args)
-
-    @unavailable
-    def acquire_slot(self, task_type, task_id):
-        """Take one of the method's ``_max_running`` slots, deployment-wide."""
-        return bool(self._acquire(keys=[self._slots_key % task_type.key],
-                                  args=[task_type.max_running, task_id,
-                                        self._heartbeat_ms]))
 
     @unavailable
     def release_slot(self, task_type, task_id):
@@ -628,8 +649,10 @@ class RedisStore(Store):
 
     @unavailable
     def forget_server(self):
-        """This server process stops: its heartbeat goes at once."""
+        """This server process stops: its heartbeat goes at once, and it
+        leaves the queue's consumer group."""
         self.redis.delete(self._server_key)
+        self.queue.leave()
 
     def _transition(self, task_type, task_id, allowed, release, **fields):
         fields["endtime"] = time.time()
@@ -697,7 +720,8 @@ class RedisStore(Store):
         with self._waiters_lock:
             for event in self._waiters.get(task_id, ()):
                 event.set()
-        self.runner.ended(task_id)
+        if self.runner is not None:
+            self.runner.ended(task_id)
 
 
 #: The fields a task list shows, in the order ``_listed_state`` reads them.

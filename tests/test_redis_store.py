@@ -333,9 +333,10 @@ def test_task_followed_through_another_server(pair):
 
 def other_server(redis_url):
     """A RedisStore in this process: another server process of the
-    deployment, whose waits re-read Redis only every 30 s, so that only the
-    ``ended`` channel can wake them early."""
-    store = RedisStore(redis_url, workers=1)
+    deployment, submit-only (it takes no task from the queue), whose waits
+    re-read Redis only every 30 s, so that only the ``ended`` channel can
+    wake them early."""
+    store = RedisStore(redis_url, workers=0)
     store.reread_interval = 30.0
     return store
 
@@ -432,16 +433,19 @@ def test_complex_falsy_results_and_task_logs(pair):
 
 def test_cancel_through_another_server(pair):
     a, b = pair.a, pair.b
-    running = a.countdown(1000, 0.05)
-    queued = a.countdown(1, 0.0)  # A has one worker: this one waits
-    pid = worker_pid(pair.redis_url, running)
+    # countdown's _max_running is 4, the pair's workers 1 + 3: all busy
+    running = [a.countdown(1000, 0.05) for _ in range(4)]
+    pids = [worker_pid(pair.redis_url, task_id) for task_id in running]
+    queued = a.countdown(1, 0.0)  # this one waits
     assert b.countdown_progress(queued).status == "queued"
-    state = b.countdown_cancel(running)
+    state = b.countdown_cancel(running[0])
     assert state.status == "cancelled"
-    wait_until(lambda: not alive(pid), 5)
+    wait_until(lambda: not alive(pids[0]), 5)
     assert b.countdown_wait(queued, 10).status == "done"  # the freed slot ran it
-    assert b.countdown_cancel(running).status == "cancelled"
-    assert soap_fault(b.countdown_result, running) == "Client.TaskCancelled"
+    assert b.countdown_cancel(running[0]).status == "cancelled"
+    assert soap_fault(b.countdown_result, running[0]) == "Client.TaskCancelled"
+    for task_id in running[1:]:
+        assert a.countdown_cancel(task_id).status == "cancelled"
 
 
 def test_wait_on_a_killed_task_returns_failed(pair):
@@ -492,23 +496,26 @@ def test_max_running_across_servers(pair):
 # -- one server process at a time, on the test's own (flushed) Redis ----------
 
 def test_killed_server_frees_its_slots(redis_url, service_process):
-    env = redis_env(redis_url, 2)
-    doomed, survivor = service_process(env), service_process(env)
-    d, s = soap_service(doomed.url), soap_service(survivor.url)
-    held = [d.slowTask(2.8), d.slowTask(2.8)]
+    """The tasks run on ``doomed`` (the only server with workers when they
+    start: the queue is shared); the survivor starts after them."""
+    doomed = service_process(redis_env(redis_url, 4))
+    d = soap_service(doomed.url)
+    held = [d.countdown(1000, 0.05) for _ in range(4)]  # _max_running is 4
     pids = [worker_pid(redis_url, task_id) for task_id in held]
-    wait_until(lambda: all(s.slowTask_progress(t).status == "running" for t in held))
-    starttimes = [s.slowTask_progress(t).starttime for t in held]
+    survivor = service_process(redis_env(redis_url, 2))
+    s = soap_service(survivor.url)
+    wait_until(lambda: all(s.countdown_progress(t).status == "running" for t in held))
+    starttimes = [s.countdown_progress(t).starttime for t in held]
     killed = time.time()
     doomed.proc.send_signal(signal.SIGKILL)
     doomed.proc.wait()
     started = time.monotonic()
-    task_id = s.slowTask(0.2)
-    assert s.slowTask_progress(task_id).status == "queued"  # both slots still held
-    assert s.slowTask_wait(task_id, 15).status == "done"
+    task_id = s.countdown(2, 0.1)
+    assert s.countdown_progress(task_id).status == "queued"  # the slots still held
+    assert s.countdown_wait(task_id, 15).status == "done"
     assert time.monotonic() - started < HEARTBEAT_TTL + 3
     for held_id, starttime in zip(held, starttimes):
-        state = s.slowTask_progress(held_id)
+        state = s.countdown_progress(held_id)
         assert state.status == "failed" and "heartbeat" in state.message
         # it ran until the server died: its last heartbeat, not the read
         ran = killed - starttime
