@@ -339,9 +339,10 @@ def test_task_flow_across_hosts(hosts):
         jsonrpc(b, "countdown_result", victim)
     assert error.value.data["faultcode"] == "Client.TaskCancelled", error.value.data
     # It was stopped for real on the worker host: both of its two task
-    # processes are free, so two new tasks run at once and end long before
-    # the cancelled one would have.
-    pair = [jsonrpc(a, "countdown", 20, 0.1)["task_id"] for _ in range(2)]
+    # processes are free again, so two new tasks run at the same time.
+    pair = [jsonrpc(a, "countdown", 50, 0.1)["task_id"] for _ in range(2)]  # 5 s each
+    wait_until(lambda: all(status_of(b, "countdown", t)["status"] == "running"
+                           for t in pair), 30, 0.1)
     for task_id in pair:
         state = wait_until(lambda: ended(b, "countdown", task_id), 30, 0.1)
         assert state["status"] == "done", state
