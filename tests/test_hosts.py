@@ -201,6 +201,7 @@ class Deployment:
         self.redis_url = "redis://%s:%d/0" % (self.redis_host.address, REDIS_PORT)
         self._start_redis()
         settings = {"TASKTYPES_STORE": "redis", "TASKTYPES_REDIS_URL": self.redis_url}
+        self.settings = settings
         self.web_a = self._start_web("web-a", self.web_a_host, settings)
         self.web_b = self._start_web("web-b", self.web_b_host, settings)
         self.worker = self._spawn("worker", self.worker_host,
@@ -255,6 +256,14 @@ class Deployment:
                 return False
         wait_until(serving, 30, 0.1)
         return web
+
+    def restart_web_a(self):
+        """Web host A's server SIGKILLed (its whole session, as when the host
+        dies), then a new one started there."""
+        self.web_a.proc.kill()
+        stop_session(self.web_a.proc, 10)
+        self.web_a = self._start_web("web-a-again", self.web_a_host, self.settings)
+        return self.web_a
 
     def stop(self):
         """Every process, last started first (the worker before Redis)."""
@@ -348,6 +357,28 @@ def test_task_flow_across_hosts(hosts):
         assert state["status"] == "done", state
     assert status_of(b, "countdown", victim)["status"] == "cancelled"
     worker.check_alive()
+
+
+def test_web_host_killed_mid_task(hosts):
+    """Web host A, which accepted a task, is SIGKILLed while it runs on the
+    worker host and while another waits in the queue: both end ``done``,
+    read on B, and A, started again, answers for them."""
+    a, b = hosts.web_a.url, hosts.web_b.url
+    running = jsonrpc(a, "countdown", 30, 0.1)["task_id"]  # 3 s
+    wait_until(lambda: status_of(b, "countdown", running)["status"] == "running", 30, 0.1)
+    # Both worker processes busy: the next one waits in the queue.
+    other = jsonrpc(a, "countdown", 30, 0.1)["task_id"]
+    queued = jsonrpc(a, "cloneInstance", "vm-3", "vm-3-copy")["task_id"]
+    assert status_of(b, "cloneInstance", queued)["status"] == "queued"
+
+    again = hosts.restart_web_a().url
+    assert again == a
+    for method, task_id in (("countdown", running), ("countdown", other),
+                            ("cloneInstance", queued)):
+        state = wait_until(lambda: ended(b, method, task_id), 30, 0.1)
+        assert state["status"] == "done", state
+        assert status_of(again, method, task_id)["status"] == "done"
+    assert jsonrpc(again, "cloneInstance_result", queued)["name"] == "vm-3-copy"
 
 
 def test_worker_host_cut_off_from_redis(hosts):
