@@ -23,6 +23,7 @@ failure (conftest.py).
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,8 @@ IP = shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip", "/bin/i
 #: Every namespace has ports of its own: the same one on every host.
 WEB_PORT = 8000
 REDIS_PORT = 6379
+#: The hosts (namespaces) and their addresses' last number.
+HOSTS = {"redis": 2, "web-a": 3, "web-b": 4, "worker": 5}
 #: taskExample's length in seconds (service/task_service.py: 60 steps of 0.5 s).
 TASK_EXAMPLE_SECONDS = 30
 
@@ -73,6 +76,19 @@ class Network:
         self.links = []
         self.made_bridge = False
         self.subnet = self._free_subnet()
+
+    @staticmethod
+    def remove_stale():
+        """Namespaces and links that this module names, of earlier runs whose
+        process is gone (a run killed before its clean-up): their names carry
+        its pid. Nothing else is touched."""
+        hosts = "|".join(HOSTS)
+        for name in re.findall(r"^(tt-(\d+)-(?:%s))\b" % hosts, ip("netns", "list"), re.M):
+            if not os.path.exists("/proc/%s" % name[1]):
+                ip("netns", "del", name[0])
+        for name in re.findall(r"^\d+: (tt(\d+)(?:br|h[2-5]))[@:]", ip("-o", "link"), re.M):
+            if not os.path.exists("/proc/%s" % name[1]):
+                ip("link", "del", name[0])
 
     @staticmethod
     def _free_subnet():
@@ -194,10 +210,10 @@ class Deployment:
 
     def start(self):
         net = self.network
-        self.redis_host = net.add_host("redis", 2)
-        self.web_a_host = net.add_host("web-a", 3)
-        self.web_b_host = net.add_host("web-b", 4)
-        self.worker_host = net.add_host("worker", 5)
+        self.redis_host = net.add_host("redis", HOSTS["redis"])
+        self.web_a_host = net.add_host("web-a", HOSTS["web-a"])
+        self.web_b_host = net.add_host("web-b", HOSTS["web-b"])
+        self.worker_host = net.add_host("worker", HOSTS["worker"])
         self.redis_url = "redis://%s:%d/0" % (self.redis_host.address, REDIS_PORT)
         self._start_redis()
         settings = {"TASKTYPES_STORE": "redis", "TASKTYPES_REDIS_URL": self.redis_url}
@@ -285,6 +301,7 @@ def hosts():
     problems = []
     try:
         try:
+            Network.remove_stale()
             network = Network().up()
             deployment = Deployment(network, log_dir)
             deployment.start()
