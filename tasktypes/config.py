@@ -77,13 +77,13 @@ class Settings:
                               "runs them); the thread store needs at least 1")
         return self
 
-    def make_store(self, start=True):
-        """The configured store; ``start=False`` (Redis store only) leaves
-        its threads and workers for ``store.start()``."""
+    def make_store(self, serve=True):
+        """The configured store; ``serve=False`` (Redis store only) leaves
+        its threads and workers for ``store.serve()``."""
         if self.store == "redis":
             from .redis_store import RedisStore
             return RedisStore(self.redis_url, workers=self.workers, max_result=self.max_result,
-                              result_ttl=self.result_ttl, start=start)
+                              result_ttl=self.result_ttl, serve=serve)
         from .store import ThreadStore
         return ThreadStore(workers=self.workers, result_ttl=self.result_ttl,
                            max_result=self.max_result)

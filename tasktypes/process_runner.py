@@ -57,14 +57,20 @@ module named in the task type's key.
 Logs: each worker sends its records over its own pipe (``worker_process``);
 the supervisor hands each record to the server's logger of the same name,
 with ``task_id`` set on the record and ``[task N] `` in front of the
-message. multiprocessing-logging is not used: it installs one shared
-``multiprocessing.Queue`` for all children and works only with ``fork``; a
-child killed while it writes to that queue (SIGKILL of a cancelled task, the
-OOM killer) can leave the queue's lock taken and its pipe with half a
-record, which stops or corrupts the records of every other worker; and its
-records are not in order with the task's end. A private pipe per worker has
-neither problem: a killed worker damages only its own pipe, which is read to
-its end when it dies.
+message. multiprocessing-logging (0.4.0, read for this) is not used, in the
+worker service either, where its ``fork`` could be arranged: it refuses any
+start method but ``fork`` (globally: ``get_start_method() != "fork"`` raises),
+starts its receiving thread in the parent when installed, and sends every
+child's records into one shared ``multiprocessing.Queue``. A put only hands
+the record to the child's feeder thread, so a child that is killed (the
+SIGKILL of a cancelled or timed-out task, the OOM killer) loses what that
+thread has not written yet; one killed while its feeder thread writes holds
+the queue's write lock for ever and leaves half a record in the shared pipe,
+which stops or corrupts the records of every other worker. A private pipe per
+worker, written synchronously by the ``QueueHandler``, has neither problem:
+every record sent before a worker dies is read from its pipe (to the end,
+when it dies), a killed worker damages only its own pipe, and a task's
+records arrive before its ``Outcome``.
 
 Workers end with the server process, however it dies (SIGKILL included):
 each watches the server's pid, not its parent, which is the fork server;
@@ -89,7 +95,7 @@ from .decorator import TASK_TYPES, TaskType
 from .errors import StoreUnavailable
 from .task_body import error_text
 from . import tasklog
-from .worker_process import Job, LogRecord, find_task_type, log_levels, worker_main
+from .worker_process import Job, LogRecord, log_levels, worker_main
 from .defaults import CLAIM_IDLE, HEARTBEAT_RETRY, KILL_GRACE, READS_PER_ROUND
 
 logger = logging.getLogger(__name__)
@@ -138,12 +144,10 @@ def _main_module_hidden():
 
 
 def task_type_of(key):
-    """The task type of ``key``; a stand-in (no body, no limits) for a key
-    no module here defines, so that its task can still be failed."""
-    try:
-        return find_task_type(key)
-    except Exception:
-        return TaskType(key.rpartition(".")[2], key, None, None, None, None)
+    """The task type of ``key`` if a service module loaded here defines it,
+    else None. Never imported by the name read from Redis: whoever can write
+    to Redis must not choose what this process imports."""
+    return TASK_TYPES.get(key)
 
 
 class _Worker:
@@ -170,6 +174,7 @@ class WorkerPool:
         self.busy = {}      # task id -> _Worker
         self.dying = []     # terminated workers not yet reaped
         self.grown = 0      # most workers alive at once so far
+        self.closed = False  # no worker may start any more
         self._context = None
 
     def everyone(self):
@@ -198,8 +203,13 @@ class WorkerPool:
         child_conn.close()
         worker = _Worker(process, parent_conn)
         with self.lock:
-            self.idle.append(worker)
-            self.grown = max(self.grown, len(self.idle) + len(self.busy))
+            closed = self.closed
+            if not closed:
+                self.idle.append(worker)
+                self.grown = max(self.grown, len(self.idle) + len(self.busy))
+        if closed:  # the runner closed while this one started: no orphan
+            self.stop_all([worker])
+            raise RuntimeError("the worker pool is closed")
         return worker
 
     def terminate(self, worker, now):
@@ -384,6 +394,7 @@ class ProcessRunner:
             self._closed = True
             waiting, self.waiting = self.waiting, []
             pool = self.pool
+            pool.closed = True
             busy_ids = set(pool.busy)
             busy = list(pool.busy.values())
             workers = pool.everyone()
@@ -547,8 +558,15 @@ class ProcessRunner:
             finally:
                 with self.lock:
                     ended_meanwhile, self._starting = self._starting, None
-            self._hand(worker, task_type_of(key), task_id, args,
-                       task_id in ended_meanwhile)
+            task_type = task_type_of(key)
+            if task_type is None:
+                stand_in = TaskType(key.rpartition(".")[2], key, None, None, None, None)
+                logger.error("task %d: no task type %.200s here", task_id, key)
+                self._write(self.store.fail, stand_in, task_id,
+                            "no task type %.200s in the worker that took it (its service "
+                            "module is not loaded there)" % key)
+                continue
+            self._hand(worker, task_type, task_id, args, task_id in ended_meanwhile)
 
     def _hand(self, worker, task_type, task_id, args, stop):
         """Give a started task to ``worker``."""
@@ -688,8 +706,8 @@ class ProcessRunner:
             logger.warning("task %d (%s): %s", task_id, task_type.name,
                            task_type.time_limit_message)
             self._write(self.store.fail, task_type, task_id,
-                        task_type.time_limit_message, timed_out=True,
-                        release=False)  # not before the process is gone
+                        task_type.time_limit_message,
+                        timed_out=True)  # the slot: not before the process is gone
         for worker in stop + late:
             with self.lock:
                 self.pool.busy.pop(worker.task.task_id, None)

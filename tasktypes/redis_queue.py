@@ -236,19 +236,21 @@ class RedisQueue:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        else:
-            self.redis.pexpire(self.key, self.ttl_ms, nx=True)
+        else:  # a new stream: it expires like the queue's other keys
+            self.redis.pexpire(self.key, self.ttl_ms)
 
     def claim(self, count, block_ms):
         """Up to ``count`` new entries for this consumer, waiting at most
         ``block_ms`` for the first: ``[(task_id, type_key, entry_id)]``."""
         try:
-            reply = self.blocking.xreadgroup(GROUP, self.consumer, {self.key: ">"},
+            reply = (self.blocking or self.redis).xreadgroup(GROUP, self.consumer, {self.key: ">"},
                                               count=count, block=block_ms)
         except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            # NOGROUP: a new Redis, or one that lost its data; UNBLOCKED: the
+            # stream was deleted (expired, flushed) while this read waited
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                 raise
-            self.ensure_group()  # a Redis that lost its data, or a new one
+            self.ensure_group()
             return []
         return [_entry(entry_id, fields) for _, entries in reply or ()
                 for entry_id, fields in entries if fields]

@@ -2,25 +2,34 @@
 sharing one Redis answers progress, result, cancel and wait for any task.
 
     store = RedisStore("redis://127.0.0.1:6379/0", workers=8, result_ttl=3600)
-    state = store.submit(task_type, (10, 0.5))      # runs in a child process
+    state = store.submit(task_type, (10, 0.5))      # queued in Redis
     store.wait(task_type, state.task_id, 30).status
 
-Bodies run in worker processes of this server process (``ProcessRunner``);
-the server process writes every change of status, a child writes only its
-progress.
+Submitting queues the task in Redis (``redis_queue``); any process of the
+deployment with workers takes it from there: this one (``workers`` > 0, the
+zero-setup path), another web process, or a worker service (``worker``). A
+store with ``workers=0`` only submits. Bodies run in worker processes
+(``ProcessRunner``); the process that runs them writes every change of
+status, a child writes only its progress.
 
 Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
 
 ``tasktypes:task:<id>``
-    one hash per task: ``method``, ``status``, ``progress``, ``message``,
-    ``starttime``, ``endtime``, ``timed_out``, ``result`` (a JSON document of
-    the method's declared return type, never a pickle), ``server`` (who runs
-    it), ``pid`` (the worker process) and ``alive`` (the server's last
-    heartbeat while the task was unfinished). Every status change is a Lua
+    one hash per task: ``method``, ``key`` (its task type), ``status``,
+    ``progress``, ``message``, ``starttime``, ``endtime``, ``timed_out``,
+    ``args`` (a JSON document of the method's declared argument types),
+    ``limit`` (its ``_max_running``, 0 for none), ``entry`` (its queue
+    entry), ``result`` (a JSON document of the method's declared return
+    type: nothing is ever a pickle), and, once started, ``server`` (the
+    process that runs it), ``pid`` (the worker process) and ``alive`` (that
+    server's last heartbeat while the task was unfinished). Every status change is a Lua
     script that checks the status it changes from, so a late progress write
     or a finishing body never overwrites ``cancelled`` or ``failed``. It
-    expires ``result_ttl`` after the task ends; before that the heartbeat
-    renews it.
+    expires ``result_ttl`` after the task ends; while it runs, the heartbeat
+    renews it; a queued one is kept ``MAX_QUEUED_WAIT`` longer.
+``tasktypes:queue``, ``tasktypes:parked``
+    the queue: a stream with the consumer group ``workers``, and the tasks
+    parked while their method is at its limit (``redis_queue``).
 ``tasktypes:task:<id>:log``
     the task's log (``tasklog``): a list of its newest ``MAX_LINES`` lines,
     each the JSON array ``[seq, time, level, message]``, numbered by the
@@ -33,9 +42,10 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     (each submit and heartbeat renew them); an entry whose task has expired
     is dropped when a listing meets it.
 ``tasktypes:server:<server id>``
-    the heartbeat of one server process, renewed every
+    the heartbeat of one server process or worker service with workers,
+    renewed every
     ``HEARTBEAT_INTERVAL`` and expiring after ``HEARTBEAT_TTL``. A reader that
-    finds a queued or running task whose server has no heartbeat marks it
+    finds a running task whose server has no heartbeat marks it
     failed right there (no sweeper process is needed), with ``alive`` as its
     end: its duration is what it ran up to the last sign of life, at most a
     heartbeat short, however late it is read.
@@ -283,8 +293,8 @@ class RedisStore(Store):
 
     ``redis_url`` is any redis-py URL (``redis://``, ``rediss://``,
     ``unix://``, with password and db). ``max_queued`` bounds the tasks
-    queued in Redis, deployment-wide (``Busy`` beyond). ``start=False``
-    leaves the threads and workers to be started later (``start``): the
+    queued in Redis, deployment-wide (``Busy`` beyond). ``serve=False``
+    leaves the threads and workers to be started later (``serve``): the
     worker service starts its worker processes first.
     """
 
@@ -301,7 +311,7 @@ class RedisStore(Store):
 
     def __init__(self, redis_url, workers=DEFAULT_WORKERS,
                  result_ttl=DEFAULT_RESULT_TTL, max_queued=MAX_QUEUED, prefix=KEY_PREFIX,
-                 max_result=DEFAULT_MAX_RESULT, start=True):
+                 max_result=DEFAULT_MAX_RESULT, serve=True):
         self.redis_url = redis_url
         self.prefix = prefix
         self.result_ttl = result_ttl
@@ -343,10 +353,10 @@ class RedisStore(Store):
                 self, workers, ProgressWriter(redis_url, prefix, max_result=max_result))
         self._listener = threading.Thread(target=self._listen, daemon=True,
                                           name="tasktypes-redis-listener")
-        if start:
-            self.start()
+        if serve:
+            self.serve()
 
-    def start(self):
+    def serve(self):
         """Start listening, and taking tasks from the queue if this process
         has workers."""
         if self.runner is not None:
@@ -374,7 +384,7 @@ class RedisStore(Store):
         self.queue.submit(self._task_key % task_id, task_id, task_type.key, fields,
                           self.max_queued, self._queued_ms,
                           (self._index_key, "%s:%s" % (self._index_key, task_type.name)),
-                          self._queued_ms, self.max_indexed, now)
+                          self._unfinished_ms, self.max_indexed, now)
         return TaskState(task_id, task_type.name)
 
     @unavailable
@@ -586,26 +596,25 @@ class RedisStore(Store):
         self.queue.unblock()
 
     @unavailable
-    def finish(self, task_type, task_id, doc, message):
-        """The body returned ``doc``; its process is free (so is its slot)."""
+    def finish(self, task_type, task_id, doc, message=None):
+        """Its process is free, so is its slot."""
         fields = {"status": "done", "progress": 1.0, "result": doc}
         if message is not None:
             fields["message"] = message
         self._transition(task_type, task_id, " running ", True, **fields)
 
     @unavailable
-    def fail(self, task_type, task_id, message, timed_out=False, progress=None,
-             release=True):
-        """The task failed. ``release=False`` while its process may still run
-        (time limit): the runner releases the slot once it is gone."""
+    def fail(self, task_type, task_id, message, timed_out=False, progress=None):
+        """The slot is freed with the end, except at a time limit: then the
+        process may still run, and the runner releases the slot once it is
+        gone."""
         fields = {"status": "failed", "message": message, "timed_out": int(timed_out)}
         if progress is not None:
             fields["progress"] = progress
-        self._transition(task_type, task_id, " queued running ", release, **fields)
+        self._transition(task_type, task_id, " queued running ", not timed_out, **fields)
 
     @unavailable
     def append_log(self, task_id, lines):
-        """Keep ``(time, level, message)`` lines of a task's log."""
         args = [MAX_LINES]
         for created, level, message in lines:
             args += [repr(created), level, message]

@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 
-from .documents import fit_result
+from .documents import encode_result
 from .errors import Busy, TaskStopped
 from .task_body import error_text, logged_traceback, run_body
 from .tasklog import capturing
@@ -97,11 +97,11 @@ class ThreadRunner:
         timer = None
         if task_type.time_limit:
             timer = threading.Timer(task_type.time_limit, store.fail,
-                                    (task_id, task_type.time_limit_message, True))
+                                    (task_type, task_id, task_type.time_limit_message, True))
             timer.daemon = True
             timer.start()
         try:
-            with capturing(lambda line: store.append_log(task_id, line)):
+            with capturing(lambda line: store.append_log(task_id, [line])):
                 self._run_body(task_type, task_id, args)
         finally:
             if timer is not None:
@@ -118,13 +118,14 @@ class ThreadRunner:
         except BaseException as exc:  # SystemExit too: the task fails, the worker lives
             logger.error("task %d of %s failed:\n%s", task_id, task_type.name,
                          logged_traceback(exc))
-            store.fail(task_id, error_text(exc))
+            store.fail(task_type, task_id, error_text(exc))
         else:
-            try:  # what the Redis store does: a result must fit its declared type
-                result = fit_result(task_type.returns, result, store.max_result)
+            try:  # as in the Redis store: a result must fit its declared type
+                doc = encode_result(task_type.returns, result, store.max_result)
             except Exception as exc:
                 logger.error("task %d of %s returned what cannot be stored: %s", task_id,
                              task_type.name, error_text(exc))
-                store.fail(task_id, "the result cannot be stored: %s" % error_text(exc))
+                store.fail(task_type, task_id,
+                           "the result cannot be stored: %s" % error_text(exc))
             else:
-                store.finish(task_id, result)
+                store.finish(task_type, task_id, doc)

@@ -1,14 +1,25 @@
 """Where task state lives: the ``Store`` interface and the in-process
 ``ThreadStore``.
 
-A store has two sides. Published methods (``m``, ``m_progress``, ...) call
-the client side, the ``Store`` interface: ``submit``, ``read``, ``result``,
-``cancel``, ``wait``; ``RedisStore`` implements the same class, and the
-contract tests in ``tests/test_store_contract.py`` run against both. The task
-side (``start``, ``update_progress``, ``finish``, ``fail``) is between a store
-and its own runner, and follows where bodies run: a thread hands its result
-over in memory, a worker process sends a document over a pipe, so its
-signatures are each store's own.
+A store has three sides, all documented on ``Store`` (as huey documents its
+``BaseStorage``), which ``ThreadStore`` and ``RedisStore`` implement with the
+same signatures; the contract tests in ``tests/test_store_contract.py`` run
+against both:
+
+- the client side, called by the published methods (``m``, ``m_progress``,
+  ...): ``submit``, ``read``, ``result``, ``cancel``, ``wait``, ``log``;
+- the operator side, called by the task list: ``list_tasks``,
+  ``count_statuses``, ``describe``;
+- the task side, called by the store's runner when a body has run:
+  ``finish``, ``fail``, ``append_log``. A result reaches it as a JSON
+  document of its declared type in both stores (``documents``).
+
+How a runner takes a task and where progress goes follow where bodies run,
+and are each store's own: the thread runner gets its tasks in memory and
+calls ``ThreadStore.start`` and ``update_progress``; the Redis runner takes
+them from the queue in Redis (``RedisStore.start_claimed``, ``take_parked``)
+and its bodies write their progress to Redis from the worker process
+(``ProgressWriter``).
 
     store = ThreadStore(workers=8, result_ttl=3600)
     state = store.submit(task_type, (10, 0.5))
@@ -22,6 +33,7 @@ import logging
 import threading
 import time
 
+from .documents import decode_result
 from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
                      TaskNotFound, TaskStopped, TaskTimedOut)
 from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text, cut
@@ -62,9 +74,13 @@ def _plain(value):
 class Store:
     """Task state behind the published methods; one subclass per backend.
 
-    Subclasses implement the basics (``submit``, ``read``, ``cancel``,
-    ``wait`` and the task side); ``result`` and ``check_result`` are built
-    from them.
+    Subclasses implement every method below that raises
+    ``NotImplementedError``: the client side, the operator side and the task
+    side; ``result`` and ``check_result`` are built from them. A task moves
+    ``queued`` -> ``running`` -> one of ``done``, ``failed``, ``cancelled``;
+    a finished task never changes again (each backend checks the status a
+    change leaves, so a late write never overwrites an end), and it is kept
+    ``result_ttl`` seconds, then forgotten (``TaskNotFound``).
     """
 
     shared = False  # Can other server processes see this store's tasks?
@@ -141,6 +157,29 @@ class Store:
                 raise TaskTimedOut(state.message, **data)
             raise TaskFailed(state.message, **data)
         raise TaskNotFinished("task %d is %s" % (state.task_id, status.value), **data)
+
+    # task side: what a runner calls once a body has run
+
+    def finish(self, task_type, task_id, doc, message=None):
+        """The body of a running task returned: ``doc`` is its result as a
+        JSON document of ``task_type.returns`` (``documents.encode_result``,
+        at most ``max_result`` bytes), ``message`` the last progress message
+        the body reported, if any. The task ends ``done`` with progress 1.0,
+        unless it is no longer running (a cancel or its time limit won)."""
+        raise NotImplementedError
+
+    def fail(self, task_type, task_id, message, timed_out=False, progress=None):
+        """The task ends ``failed`` with ``message`` (what clients see, from
+        ``task_body.error_text``), ``timed_out`` if its time limit ended it,
+        at its last reported ``progress`` if given. No change to a task that
+        has ended already."""
+        raise NotImplementedError
+
+    def append_log(self, task_id, lines):
+        """Keep ``(time, level, message)`` lines of the task's own log
+        (``tasklog``: the newest ``MAX_LINES``); nothing for a task that is
+        gone."""
+        raise NotImplementedError
 
     def close(self):
         """Release threads, processes and connections."""
@@ -257,16 +296,16 @@ class ThreadStore(Store):
                 return None
             return self._copy(state, with_result=True), self._types.get(task_id)
 
-    # task side
+    # task side (see Store)
 
-    def append_log(self, task_id, line):
-        """Keep one ``(time, level, message)`` line of a task's log."""
+    def append_log(self, task_id, lines):
         with self._lock:
             if task_id in self._tasks:
                 task_log = self._logs.get(task_id)
                 if task_log is None:
                     task_log = self._logs[task_id] = TaskLog()
-                task_log.append(*line)
+                for line in lines:
+                    task_log.append(*line)
 
     def start(self, task_id):
         """Mark the task running; False if it was cancelled while queued."""
@@ -288,19 +327,22 @@ class ThreadStore(Store):
             if message is not None:
                 state.message = bounded_text(message, MAX_MESSAGE)
 
-    def finish(self, task_id, result):
+    def finish(self, task_type, task_id, doc, message=None):
+        result = decode_result(task_type.returns, doc)  # not under the lock
         with self._lock:
             state = self._tasks.get(task_id)
             if state is not None and state.status is TaskStatus.RUNNING:
                 state.result = result
                 state.progress = 1.0
-                self._end(state, TaskStatus.DONE)
+                self._end(state, TaskStatus.DONE, message)
 
-    def fail(self, task_id, message, timed_out=False):
+    def fail(self, task_type, task_id, message, timed_out=False, progress=None):
         with self._lock:
             state = self._tasks.get(task_id)
             if state is not None and not state.status.is_finished:
                 state.timed_out = timed_out
+                if progress is not None:
+                    state.progress = progress
                 self._end(state, TaskStatus.FAILED, message)
 
     def close(self):

@@ -4,7 +4,7 @@ what clients and the log see of its failure.
 
     value = run_body(task_type, task_id, args, update_progress)
     update_progress(clamp_progress(0.5))
-    store.fail(task_id, error_text(exc)); logger.error(logged_traceback(exc))
+    store.fail(task_type, task_id, error_text(exc)); logger.error(logged_traceback(exc))
 """
 
 import math

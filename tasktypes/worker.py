@@ -115,9 +115,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, stopping)
     signal.signal(signal.SIGINT, stopping)
 
-    store = settings.make_store(start=False)
+    store = settings.make_store(serve=False)
     store.runner.prestart()  # the worker processes before any thread of ours
-    store.start()
+    store.serve()
     logger.info("taking tasks from the queue (grace on SIGTERM: %g s)", grace)
     while not stop.wait(0.5):
         pass

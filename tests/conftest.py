@@ -243,11 +243,13 @@ def service_process():
 
 
 def task_server_pid(redis_url, task_id):
-    """The pid of the server process that accepted ``task_id``, from the
-    task's record in the private Redis (its ``server`` field is
-    host:pid:random): proof that a server really keeps its tasks there."""
+    """The pid of the server process that ran ``task_id``, from the task's
+    record in the private Redis (its ``server`` field, host:pid:random, is
+    written when a worker starts it): proof that a server really keeps its
+    tasks there."""
     import redis
-    server = redis.Redis.from_url(redis_url, decode_responses=True).hget(
-        "tasktypes:task:%d" % task_id, "server")
-    assert server, "task %d is not in the Redis at %s" % (task_id, redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert client.exists("tasktypes:task:%d" % task_id), \
+        "task %d is not in the Redis at %s" % (task_id, redis_url)
+    server = wait_until(lambda: client.hget("tasktypes:task:%d" % task_id, "server"))
     return int(server.split(":")[-2])

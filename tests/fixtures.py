@@ -105,6 +105,17 @@ class FixtureService(ServiceBase):
         time.sleep(seconds)
         return 1
 
+    @task_rpc(Double, _returns=Integer)
+    def counted(ctx, seconds, update_progress):
+        """Counts its runs in Redis (``runs(redis_url, task_id)``), then
+        takes ``seconds``, reporting progress every 0.05 s."""
+        return _counted(ctx, seconds, update_progress)
+
+    @task_rpc(Double, _returns=Integer, _max_running=2)
+    def countedPair(ctx, seconds, update_progress):
+        """``counted``, at most two at once deployment-wide."""
+        return _counted(ctx, seconds, update_progress)
+
     @task_rpc(Double, _returns=Integer, _max_running=1)
     def stubborn(ctx, seconds, update_progress):
         """Ignores SIGTERM and never reports: its process outlives a
@@ -143,6 +154,15 @@ class FixtureService(ServiceBase):
         os.kill(os.getpid(), signal.SIGKILL)
         return 1
 
+    @task_rpc(Integer, _returns=Integer)
+    def logThenDie(ctx, count, update_progress):
+        """Logs ``count`` records, then is killed (SIGKILL, as by the OOM
+        killer): its records must reach the server all the same."""
+        for i in range(count):
+            logger.info("record %d of %d", i + 1, count)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return 1
+
     @task_rpc(Unicode, _returns=Integer)
     def odd(ctx, text, update_progress):
         """Reports, logs and fails with ``text`` (say, a lone surrogate that
@@ -170,6 +190,27 @@ class FixtureService(ServiceBase):
             time.sleep(hold / steps)
             update_progress(0.5)
         return count
+
+
+RUNS_KEY = "test:runs:%d"
+
+
+def _counted(ctx, seconds, update_progress):
+    import redis
+    client = redis.Redis.from_url(os.environ["TASKTYPES_REDIS_URL"])
+    client.incr(RUNS_KEY % ctx.task_id)
+    client.expire(RUNS_KEY % ctx.task_id, 3600)
+    steps = max(1, int(seconds / 0.05))
+    for i in range(steps):
+        time.sleep(seconds / steps)
+        update_progress((i + 1) / steps)
+    return 1
+
+
+def runs(redis_url, task_id):
+    """How many times ``counted`` ran for ``task_id``."""
+    import redis
+    return int(redis.Redis.from_url(redis_url).get(RUNS_KEY % task_id) or 0)
 
 
 def task_type(name):

@@ -96,6 +96,33 @@ def test_every_log_record_reaches_the_server(store):
     assert all(r.task_id == task_id for r in records)
 
 
+def test_records_of_a_killed_worker_all_arrive(store):
+    """Guards the log relay (a private pipe per worker, not a shared queue):
+    every record a body wrote before its process was SIGKILLed reaches the
+    server's logging and the task's log."""
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    log = logging.getLogger("tasktypes.tests.fixtures")
+    handler = Keep()
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)  # before the first worker starts: it copies levels
+    try:
+        task_id, state = run(store, "logThenDie", 250)
+        assert state.status is TaskStatus.FAILED and "SIGKILL" in state.message
+        wait_until(lambda: len(records) >= 250, 5)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+    assert [r.getMessage() for r in records] == [
+        "[task %d] record %d of 250" % (task_id, i + 1) for i in range(250)]
+    lines = store.log(task_type("logThenDie"), task_id, 0)
+    assert [line.message for line in lines][-1] == "record 250 of 250"
+
+
 def test_result_that_cannot_be_stored_is_a_failure(store):
     _, state = run(store, "badResult")
     assert state.status is TaskStatus.FAILED
