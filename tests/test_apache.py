@@ -4,7 +4,11 @@ Each test starts Debian's ``/usr/sbin/apache2`` in the foreground with a
 minimal main configuration in a temporary server root (a free loopback port,
 workers as www-data, logs in that root) that ``Include``s one of the SHIPPED
 ``apache/tasktypes-*.conf`` files with its placeholders filled in, and drives
-it over HTTP with zeep and plain JSON-RPC posts.
+it over HTTP with zeep and plain JSON-RPC posts. Beside the Redis
+configuration runs the worker service as the shipped systemd unit
+(apache/tasktypes-worker.service) describes it: its user, directory,
+environment and command, started by the test (systemd need not run here),
+stopped with SIGTERM to its main process as the unit's KillMode=mixed does.
 
 These tests install nothing: ``.ci/install-apache.sh`` provides Apache and the
 venv with mod_wsgi. Without them the tests are skipped (a failure under CI:
