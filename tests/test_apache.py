@@ -25,8 +25,8 @@ header, so that a test can see which mod_wsgi daemon process answered.
 import os
 import pwd
 import re
-import shutil
 import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
