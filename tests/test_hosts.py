@@ -69,6 +69,7 @@ class Network:
             raise NetworkRefused("network namespaces need root (CI runs as root)")
         if IP is None:
             raise NetworkRefused("no ip command (Debian: apt-get install iproute2)")
+        self.remove_stale()
         self.tag = "tt%d" % os.getpid()            # links: at most 15 characters
         self.prefix = "tt-%d-" % os.getpid()       # namespaces
         self.bridge = self.tag + "br"
@@ -154,6 +155,9 @@ class Network:
 
 
 class Host:
+    """One namespace on the bridge: its name, its link's end on the bridge,
+    its address."""
+
     def __init__(self, namespace, link, address):
         self.namespace = namespace
         self.link = link
@@ -301,7 +305,6 @@ def hosts():
     problems = []
     try:
         try:
-            Network.remove_stale()
             network = Network().up()
             deployment = Deployment(network, log_dir)
             deployment.start()
