@@ -610,13 +610,17 @@ class ProcessRunner:
 
     def _attend(self, worker):
         """Read what a worker sent; reap it if it exited."""
+        # Whether it exited is asked BEFORE its pipe is read: one that exits
+        # while the pipe is read may write more meanwhile, and is reaped (and
+        # its pipe read to the end) in a later round, its sentinel ready.
+        dead = worker.process.exitcode is not None
         try:
             # At most READS_PER_ROUND messages from a live worker: a body that
             # logs in a tight loop must not hold this thread (a dead one's
             # pipe is read to the end: its last words include the result).
             reads = 0
             while worker.conn.poll():
-                if reads >= READS_PER_ROUND and worker.process.exitcode is None:
+                if reads >= READS_PER_ROUND and not dead:
                     break
                 reads += 1
                 message = worker.conn.recv()
@@ -628,7 +632,7 @@ class ProcessRunner:
         except (EOFError, OSError):
             pass
         self.relay.flush()
-        if worker.process.exitcode is None:
+        if not dead:
             return
         worker.process.join()
         worker.conn.close()
