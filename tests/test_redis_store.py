@@ -302,7 +302,7 @@ def test_final_state_written_once_redis_answers_again(redis_server, redis_url,
             store.read(tt, task_id)
         assert time.monotonic() - started < SOCKET_TIMEOUT + 1  # fails, not hangs
         # the body has ended; Redis refused its final state
-        wait_until(lambda: store.runner._unwritten, 10)
+        wait_until(lambda: store.runner.heartbeat.unwritten, 10)
         os.kill(redis_server.pid, signal.SIGCONT)
         paused = False
 
