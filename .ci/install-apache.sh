@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tests/test_apache.py runs against: Debian's Apache, and a
-# Python venv with mod_wsgi and tasktypes that Apache's www-data user can read.
+# Python venv with mod_wsgi and tasktypes that Apache's www-data user can read
+# (and runs the worker service of apache/tasktypes-worker.service from).
 #
 #   sudo bash .ci/install-apache.sh        # idempotent: a second run is quick
 #
@@ -27,7 +28,9 @@ VENV="$PREFIX/venv"
 PYTHON=/usr/bin/python3
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(apache2 apache2-dev python3-venv python3-dev gcc)
+# systemd: for systemd-analyze, which checks apache/tasktypes-worker.service
+# (the tests need no running systemd).
+packages=(apache2 apache2-dev python3-venv python3-dev gcc systemd)
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Abbrev}\n' "$@" 2>/dev/null | grep -c '^ii')" -eq "$#" ]
 }
@@ -61,6 +64,8 @@ chmod -R go+rX "$PREFIX"
 # Fail here, not in a test, if www-data cannot use what was installed.
 if id www-data >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     runuser -u www-data -- "$VENV/bin/python" -c 'import mod_wsgi, spyne, lxml, redis'
+    # What apache/tasktypes-worker.service runs, as its user.
+    runuser -u www-data -- "$VENV/bin/tasktypes" worker --help >/dev/null
 fi
 
 echo "install-apache: $("$VENV/bin/mod_wsgi-express" module-config | grep LoadModule)"

@@ -5,6 +5,11 @@ Settings are set here, in ``os.environ``, BEFORE ``wsgi.py`` is imported: it
 reads them once, at import, and mod_wsgi's SetEnv would come too late (it
 fills each request's environ). ``setdefault``: a variable already in Apache's
 environment wins. Replace @REDIS_URL@ (e.g. redis://127.0.0.1:6379/0).
+
+The web processes only submit (``TASKTYPES_WORKERS=0``): tasks wait in Redis
+and run in the worker service, apache/tasktypes-worker.service, so that
+nothing Apache does to its processes (a graceful restart, logrotate's nightly
+reload, ``maximum-requests``, a touched script) stops or loses a task.
 """
 
 import logging
@@ -14,7 +19,11 @@ import sys
 os.environ.setdefault("TASKTYPES_STORE", "redis")
 os.environ.setdefault("TASKTYPES_REDIS_URL", "@REDIS_URL@")
 # os.environ.setdefault("TASKTYPES_PUBLIC_URL", "https://tasktypes.example.com")
-# os.environ.setdefault("TASKTYPES_WORKERS", "8")
+# Submit only: no task runs in Apache's processes. Without the worker service
+# (apache/tasktypes-worker.service) submitted tasks stay queued; "8" instead
+# would run up to 8 tasks per daemon process here, as `python wsgi.py` does,
+# and a restart of Apache would then fail them.
+os.environ.setdefault("TASKTYPES_WORKERS", "0")
 # Each m_wait holds one of the threads= of tasktypes-redis.conf (15) for up to
 # TASKTYPES_MAX_WAIT seconds: at most about half of them may wait, further
 # m_wait calls get Server.Busy, so other calls always find a thread.

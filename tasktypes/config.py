@@ -146,7 +146,11 @@ def _at_least_zero(kind):
                 return kind(0)
         except ValueError:
             pass
-        return positive(raw)
+        try:
+            return positive(raw)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("a positive", "0 or a positive")
+                             .replace("greater than 0", "0 or more")) from None
     return parse
 
 

@@ -14,6 +14,8 @@ and only submits. Its pieces, one job each:
     the worker processes (``worker_process``): started on demand up to
     ``workers``, replaced when one dies or is killed, terminated (SIGTERM,
     SIGKILL after ``KILL_GRACE``).
+``Heartbeat``
+    one beat a second: this server lives, so do its tasks and slots.
 ``Feeder`` (a thread)
     claims entries from the stream (``XREADGROUP``, blocking) as many as
     there are free workers, and every heartbeat takes over entries that a
@@ -25,9 +27,7 @@ the supervisor (a thread, ``ProcessRunner._supervise``)
     limit is parked instead) and the parked tasks whose slot came free,
     each on an idle worker; relays the workers' messages (``LogRelay`` for
     their log records, ``Outcome`` for the end of a task); enforces time
-    limits and stops tasks that ended elsewhere; beats the heartbeat
-    (``Leases``: this server's tasks and ``_max_running`` slots) that tells
-    readers this server still lives.
+    limits and stops tasks that ended elsewhere; beats the ``Heartbeat``.
 
 Stopping does not rest on the ``ended`` channel alone (pub/sub delivers at
 most once, and nothing while the listener reconnects): each heartbeat also
@@ -265,6 +265,60 @@ class LogRelay:
         self._lines.clear()
 
 
+class Heartbeat:
+    """What tells readers that this server lives: one beat renews its
+    heartbeat key, its running tasks and the ``_max_running`` leases it
+    holds (until the process of a stopped task is gone), writes the final
+    states Redis refused while it was down, and reads the status of the
+    tasks running here, so that those that ended elsewhere are stopped even
+    if the ``ended`` message was missed. Its lists are guarded by the
+    runner's lock."""
+
+    def __init__(self, store, pool, lock):
+        self.store = store
+        self.pool = pool
+        self.lock = lock
+        self.unwritten = []  # final states Redis refused while down: retried
+        self._failed = False
+
+    def beat(self):
+        """``(beaten, ids)``: False if Redis is unreachable; the ids of the
+        tasks running here that are no longer ``running`` in Redis."""
+        pool = self.pool
+        with self.lock:
+            busy = list(pool.busy)
+            leases = {}
+            for worker in list(pool.busy.values()) + pool.dying:
+                if worker.slot is not None:  # held until the process is gone
+                    leases.setdefault(worker.slot.task_type.key, []).append(
+                        worker.slot.task_id)
+            unwritten, self.unwritten = self.unwritten, []
+        try:
+            statuses = self.store.heartbeat(busy, leases)
+            while unwritten:
+                unwritten[0]()
+                unwritten.pop(0)
+        except StoreUnavailable as exc:
+            if not self._failed:
+                logger.warning("heartbeat not written: %s", exc)
+                self._failed = True
+            with self.lock:
+                self.unwritten[:0] = unwritten
+            return False, []
+        if self._failed:
+            logger.info("heartbeat written again")
+            self._failed = False
+        ended = []
+        with self.lock:
+            for task_id in busy:
+                status = statuses.get(task_id)
+                if status != "running" and task_id in pool.busy:
+                    logger.info("task %d is %s: stopping its process", task_id,
+                                status or "gone from Redis")
+                    ended.append(task_id)
+        return True, ended
+
+
 class Feeder:
     """The thread that claims entries of the queue for free workers."""
 
@@ -324,8 +378,7 @@ class ProcessRunner:
         self._stop = set()   # ids of running tasks that ended elsewhere
         self._starting = None  # ids that ended while dispatch starts a task
         self._try_parked = True
-        self._beat_failed = False
-        self._unwritten = []  # final states Redis refused while down: retried
+        self.heartbeat = Heartbeat(store, self.pool, self.lock)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._wake_lock = threading.Lock()
@@ -477,45 +530,16 @@ class ProcessRunner:
         self._replace()
 
     def _heartbeat(self):
-        """Beat, write the final states Redis refused before, and stop the
-        tasks that ended elsewhere (their message may have been missed).
+        """Beat (``Heartbeat``) and stop the tasks that ended elsewhere.
         False if Redis is unreachable."""
         with self.lock:
-            busy = list(self.pool.busy)
-            leases = {}
-            for worker in list(self.pool.busy.values()) + self.pool.dying:
-                if worker.slot is not None:  # held until the process is gone
-                    leases.setdefault(worker.slot.task_type.key, []).append(
-                        worker.slot.task_id)
-            unwritten, self._unwritten = self._unwritten, []
             self._try_parked = True  # a slot may have come free anywhere
-        try:
-            statuses = self.store.heartbeat(busy, leases)
-            while unwritten:
-                unwritten[0]()
-                unwritten.pop(0)
-        except StoreUnavailable as exc:
-            if not self._beat_failed:
-                logger.warning("heartbeat not written: %s", exc)
-                self._beat_failed = True
+        beaten, ended = self.heartbeat.beat()
+        if ended:
             with self.lock:
-                self._unwritten[:0] = unwritten
-            return False
-        if self._beat_failed:
-            logger.info("heartbeat written again")
-            self._beat_failed = False
-        stop = False
-        with self.lock:
-            for task_id in busy:
-                status = statuses.get(task_id)
-                if status != "running" and task_id in self.pool.busy:
-                    logger.info("task %d is %s: stopping its process", task_id,
-                                status or "gone from Redis")
-                    self._stop.add(task_id)
-                    stop = True
-        if stop:
+                self._stop.update(ended)
             self._wake()  # _enforce right after this round's wait, not a beat later
-        return True
+        return beaten
 
     def _dispatch(self):
         """Start tasks on idle workers: the claimed entries, oldest first
@@ -610,13 +634,17 @@ class ProcessRunner:
 
     def _attend(self, worker):
         """Read what a worker sent; reap it if it exited."""
+        # Whether it exited is asked BEFORE its pipe is read: one that exits
+        # while the pipe is read may write more meanwhile, and is reaped (and
+        # its pipe read to the end) in a later round, its sentinel ready.
+        dead = worker.process.exitcode is not None
         try:
             # At most READS_PER_ROUND messages from a live worker: a body that
             # logs in a tight loop must not hold this thread (a dead one's
             # pipe is read to the end: its last words include the result).
             reads = 0
             while worker.conn.poll():
-                if reads >= READS_PER_ROUND and worker.process.exitcode is None:
+                if reads >= READS_PER_ROUND and not dead:
                     break
                 reads += 1
                 message = worker.conn.recv()
@@ -628,7 +656,7 @@ class ProcessRunner:
         except (EOFError, OSError):
             pass
         self.relay.flush()
-        if worker.process.exitcode is None:
+        if not dead:
             return
         worker.process.join()
         worker.conn.close()
@@ -682,7 +710,7 @@ class ProcessRunner:
         except StoreUnavailable as exc:
             logger.warning("task %d: final state not written yet: %s", args[1], exc)
             with self.lock:
-                self._unwritten.append(lambda: write(*args, **kwargs))
+                self.heartbeat.unwritten.append(lambda: write(*args, **kwargs))
         except Exception as exc:
             # Something in the state itself that Redis will never take: no
             # task may stay "running" for that, so it ends failed, plainly.

@@ -4,7 +4,11 @@ Each test starts Debian's ``/usr/sbin/apache2`` in the foreground with a
 minimal main configuration in a temporary server root (a free loopback port,
 workers as www-data, logs in that root) that ``Include``s one of the SHIPPED
 ``apache/tasktypes-*.conf`` files with its placeholders filled in, and drives
-it over HTTP with zeep and plain JSON-RPC posts.
+it over HTTP with zeep and plain JSON-RPC posts. Beside the Redis
+configuration runs the worker service as the shipped systemd unit
+(apache/tasktypes-worker.service) describes it: its user, directory,
+environment and command, started by the test (systemd need not run here),
+stopped with SIGTERM to its main process as the unit's KillMode=mixed does.
 
 These tests install nothing: ``.ci/install-apache.sh`` provides Apache and the
 venv with mod_wsgi. Without them the tests are skipped (a failure under CI:
@@ -21,6 +25,7 @@ header, so that a test can see which mod_wsgi daemon process answered.
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -40,6 +45,8 @@ APACHE_MODULES = "/usr/lib/apache2/modules"
 VENV = "/opt/tasktypes-apache/venv"
 RUN_AS = "www-data"
 PID_HEADER = "X-Tasktypes-Pid"
+WORKER_UNIT = "tasktypes-worker.service"
+SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 SOAP_ADDRESS = "{http://schemas.xmlsoap.org/wsdl/soap/}address"
 
 # Appended to the copied .wsgi script only: the pid of the daemon process
@@ -96,7 +103,7 @@ class ApacheServer:
         self.main_conf = os.path.join(self.root, "httpd.conf")
         self.error_log = os.path.join(self.root, "error.log")
         self.proc = None
-        checkout = os.path.join(self.root, "checkout")
+        self.checkout = checkout = os.path.join(self.root, "checkout")
         self._copy_checkout(checkout)
         values = {"@PORT@": str(self.port), "@CHECKOUT@": checkout, "@VENV@": VENV}
         values.update(placeholders or {})
@@ -123,7 +130,7 @@ class ApacheServer:
                 os.chmod(os.path.join(top, name), 0o644)
 
     @staticmethod
-    def _fill(path, values):
+    def _fill(path, values, to=None):
         with open(path) as f:
             text = f.read()
         for placeholder, value in values.items():
@@ -131,7 +138,7 @@ class ApacheServer:
         left = set(re.findall(r"@[A-Z_]+@", text))
         assert not left, "%s has placeholders the test does not know: %s" % (
             os.path.basename(path), sorted(left))
-        with open(path, "w") as f:
+        with open(to or path, "w") as f:
             f.write(text)
 
     def _main_conf(self, module_config, site_conf):
@@ -226,6 +233,116 @@ def apache_server(mod_wsgi_config):
     yield start
     for server in started:
         server.stop()
+
+
+def read_unit(path):
+    """The [Service] section of a systemd unit file: {key: [values, in order]}.
+    The shipped unit uses none of systemd's line continuations or specifiers."""
+    section, service = None, {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line[0] in "#;":
+                continue
+            assert not line.endswith("\\") and "%" not in line, line
+            if line.startswith("["):
+                section = line
+            elif section == "[Service]":
+                key, _, value = line.partition("=")
+                service.setdefault(key.strip(), []).append(value.strip())
+    return service
+
+
+def unit_environment(unit):
+    """The variables of the unit's Environment= lines (later ones win)."""
+    environment = {}
+    for value in unit.get("Environment", []):
+        for assignment in shlex.split(value):
+            name, _, setting = assignment.partition("=")
+            environment[name] = setting
+    return environment
+
+
+class WorkerService:
+    """The worker service as the shipped apache/tasktypes-worker.service runs
+    it beside an ApacheServer: the unit's User, Group, WorkingDirectory (the
+    server's checkout copy), Environment and ExecStart (the Apache venv's
+    ``tasktypes worker``), its placeholders filled as an admin would. It is a
+    child of the test in a session of its own, not a systemd service: systemd
+    need not run here. ``env`` is what a drop-in would add.
+
+    ``terminate()`` is the unit's stop: SIGTERM to the main process only
+    (``KillMode=mixed``), then, after ``TimeoutStopSec``, SIGKILL to all."""
+
+    def __init__(self, server, redis_url, env=None):
+        self.unit_file = os.path.join(server.root, WORKER_UNIT)
+        server._fill(os.path.join(server.checkout, "apache", WORKER_UNIT),
+                     {"@CHECKOUT@": server.checkout, "@VENV@": VENV, "@REDIS_URL@": redis_url},
+                     to=self.unit_file)
+        self.unit = read_unit(self.unit_file)
+        self.user = self.unit["User"][-1]
+        self.group = self.unit["Group"][-1]
+        self.cwd = self.unit["WorkingDirectory"][-1]
+        self.argv = shlex.split(self.unit["ExecStart"][-1])
+        self.stop_timeout = float(self.unit["TimeoutStopSec"][-1])
+        self.settings = dict(unit_environment(self.unit), **(env or {}))
+        self.log_path = os.path.join(server.root, "worker.log")
+        self.proc = None
+
+    def start(self):
+        # What systemd gives a service: a plain environment of its own, not
+        # the caller's (no TASKTYPES_* from whoever runs the tests).
+        account = pwd.getpwnam(self.user)
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "LANG": "C.UTF-8", "HOME": account.pw_dir, "USER": self.user,
+               "LOGNAME": self.user}
+        env.update(self.settings)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=env, user=self.user, group=self.group,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        return self
+
+    def read_log(self):
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def terminate(self):
+        """SIGTERM to the main process; its exit status, or None if it was
+        still running after TimeoutStopSec (then everything is SIGKILLed)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            status = self.proc.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            status = None
+        stop_session(self.proc, 10)
+        return status
+
+    def stop(self):
+        if self.proc is not None:
+            self.terminate()
+            print("---- %s ----\n%s" % (self.log_path, self.read_log()))
+
+
+@pytest.fixture
+def worker_service():
+    """Factory: ``worker_service(server, redis_url, env={...})`` starts the
+    shipped unit's worker service beside ``server``; all are stopped (SIGTERM,
+    as systemd would) after the test."""
+    started = []
+
+    def start(server, redis_url, env=None):
+        worker = WorkerService(server, redis_url, env)
+        started.append(worker)
+        return worker.start()
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -389,7 +506,7 @@ def test_thread_store_in_several_processes_loses_tasks(apache_server):
     Apache's environment, which wins over the .wsgi script's settings)."""
     server = apache_server("tasktypes-redis.conf", "tasktypes-redis.wsgi",
                            placeholders={"@REDIS_URL@": "redis://127.0.0.1:1/0"},
-                           env={"TASKTYPES_STORE": "thread"})
+                           env={"TASKTYPES_STORE": "thread", "TASKTYPES_WORKERS": "8"})
     import zeep.exceptions
 
     service, pids = soap_client(server.url)
@@ -407,20 +524,61 @@ def test_thread_store_in_several_processes_loses_tasks(apache_server):
     wait_until(lambda: "tasks are kept in one process's memory" in server.read_error_log(), 10)
 
 
-# -- Redis store: several processes -----------------------------------------
+# -- Redis store: several processes, tasks in the worker service -------------
 
 def redis_apache(apache_server, redis_url, env=None, port=None):
     return apache_server("tasktypes-redis.conf", "tasktypes-redis.wsgi",
                          placeholders={"@REDIS_URL@": redis_url}, env=env, port=port)
 
 
-def test_redis_polls_reach_every_process(apache_server, redis_url):
+def test_worker_unit_is_valid_and_fits_the_apache_configuration(mod_wsgi_config, redis_url):
+    """``systemd-analyze verify`` finds nothing to say about the shipped unit
+    (placeholders filled; it also checks that ExecStart's program exists),
+    and the unit agrees with the rest of the deployment: Apache's user, a
+    stop that signals the main process only and outlasts the grace period,
+    settings that exist."""
+    if not os.path.exists(SYSTEMD_ANALYZE):
+        pytest.skip("%s is missing (Debian: apt-get install systemd; "
+                    ".ci/install-apache.sh installs it)" % SYSTEMD_ANALYZE)
+    # The files as they would be installed; no need to start Apache.
+    server = ApacheServer(mod_wsgi_config, "tasktypes-redis.conf", "tasktypes-redis.wsgi",
+                          {"@REDIS_URL@": redis_url})
+    try:
+        worker = WorkerService(server, redis_url)
+        check = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", worker.unit_file],
+                               capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    # verify exits 0 on settings it ignores, but says so on stderr, naming the unit.
+    complaints = [line for line in (check.stdout + check.stderr).splitlines()
+                  if WORKER_UNIT in line]
+    assert check.returncode == 0 and not complaints, check.stdout + check.stderr
+
+    unit = worker.unit
+    assert worker.user == RUN_AS and worker.group == RUN_AS
+    assert worker.cwd == server.checkout
+    assert worker.argv == [os.path.join(VENV, "bin", "tasktypes"), "worker"]
+    assert unit["KillSignal"] == ["SIGTERM"] and unit["KillMode"] == ["mixed"]
+    assert unit["Restart"] == ["on-failure"]
+    settings = worker.settings
+    assert settings["TASKTYPES_STORE"] == "redis"
+    assert settings["TASKTYPES_REDIS_URL"] == redis_url
+    assert worker.stop_timeout > float(settings["TASKTYPES_WORKER_GRACE"])
+    # Every setting it makes is one the README's configuration table knows
+    # (a misspelt name would be ignored without a word).
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        documented = set(re.findall(r"^\| `(TASKTYPES_[A-Z_]+)` \|", f.read(), re.M))
+    assert set(n for n in settings if n.startswith("TASKTYPES_")) <= documented, documented
+
+
+def test_redis_polls_reach_every_process(apache_server, redis_url, worker_service):
     # Apache's environment reaches wsgi.py at import time, before the .wsgi
     # script's defaults. (A public URL on loopback: tests talk to no other host.)
     port = free_port()
     public = "http://localhost:%d" % port
     server = redis_apache(apache_server, redis_url, env={"TASKTYPES_PUBLIC_URL": public},
                           port=port)
+    worker = worker_service(server, redis_url, env={"TASKTYPES_WORKERS": "2"})
     assert wsdl_address(server.url) == [public + "/soap"]
 
     service, pids = soap_client(server.url)
@@ -442,15 +600,117 @@ def test_redis_polls_reach_every_process(apache_server, redis_url):
     assert info.instance_id == "vm-7-clone"
     assert info.name == "vm-7-copy"
     assert list(info.disk_images) == ["vm-7-copy-disk0.qcow2", "vm-7-copy-disk1.qcow2"]
-    # The task body's logging reached Apache's error log.
-    wait_until(lambda: "cloneInstance %s: boot" % task_id in server.read_error_log(), 10)
-    assert "cloneInstance %s: snapshot" % task_id in server.read_error_log()
+    # It ran in the worker service, not in Apache: the body's logging is in
+    # the worker's log (the journal, under systemd) and not in Apache's.
+    wait_until(lambda: "cloneInstance %s: boot" % task_id in worker.read_log(), 10)
+    assert "cloneInstance %s: snapshot" % task_id in worker.read_log()
+    assert "cloneInstance %s:" % task_id not in server.read_error_log()
+    assert not task_processes(server)
+
+
+@pytest.mark.parametrize("restart", ["graceful", "stop-start"])
+def test_redis_tasks_outlive_apache_restarts(apache_server, redis_url, worker_service,
+                                             restart):
+    """The shipped Redis configuration as deployed: Apache's daemon processes
+    only submit (TASKTYPES_WORKERS=0 in the .wsgi script) and the worker
+    service of apache/tasktypes-worker.service runs the tasks beside it.
+    ``apache2 -k graceful`` (apachectl graceful, logrotate's nightly reload)
+    while two tasks run and a third waits restarts every daemon process; all
+    of them end ``done``, and so does a task submitted during the restart.
+    The same when Apache is stopped and started again."""
+    server = redis_apache(apache_server, redis_url)
+    # Two task processes: the third task waits in the queue, in Redis.
+    worker = worker_service(server, redis_url, env={"TASKTYPES_WORKERS": "2"})
+    service, pids = soap_client(server.url)
+    running = [service.countdown(25, 0.2) for _ in range(2)]  # 5 s each
+    wait_until(lambda: all(service.countdown_progress(t).status == "running"
+                           for t in running), 30, 0.1)
+    waiting = service.cloneInstance("vm-9", "vm-9-copy")
+    assert service.cloneInstance_progress(waiting).status == "queued"
+    assert not task_processes(server), "a task runs in Apache's processes"
+    before = set(pids)
+
+    if restart == "graceful":
+        server.apachectl("graceful")
+    else:
+        server.apachectl("stop")
+        server.proc.wait(60)
+        stop_session(server.proc, 10)
+        server.start()
+
+    import zeep.exceptions
+    restarting = (requests.RequestException, zeep.exceptions.TransportError)
+
+    def submitted():
+        try:
+            return service.cloneInstance("vm-10", "vm-10-copy")
+        except restarting:
+            return None  # daemon processes coming back
+    during = wait_until(submitted, 30, 0.05)
+
+    def answered_by_new_process():
+        try:
+            service.echo("restarted?")
+        except restarting:
+            return False
+        return pids[-1] not in before
+    # The daemon processes did restart: new pids answer.
+    wait_until(answered_by_new_process, 60, 0.1)
+
+    def ended(read_progress, task_id):
+        try:
+            progress = read_progress(task_id)
+        except restarting:
+            return None
+        return progress if progress.status not in ("queued", "running") else None
+    for read_progress, task_id in [(service.countdown_progress, t) for t in running] + [
+            (service.cloneInstance_progress, t) for t in (waiting, during)]:
+        progress = wait_until(lambda: ended(read_progress, task_id), 60, 0.2)
+        assert progress.status == "done", progress
+    assert [service.countdown_result(t) for t in running] == [25, 25]
+    assert service.cloneInstance_result(waiting).name == "vm-9-copy"
+    assert service.cloneInstance_result(during).name == "vm-10-copy"
+    # Each ran once, in the worker service.
+    log = worker.read_log()
+    for task_id in (waiting, during):
+        assert log.count("cloneInstance %s: boot" % task_id) == 1, log
+    assert server.proc.poll() is None
+
+
+def test_worker_unit_stop_lets_running_tasks_finish(apache_server, redis_url,
+                                                    worker_service):
+    """Stopping the worker service as the unit does (``systemctl stop``:
+    SIGTERM to its main process only) while a task runs: the task ends
+    ``done`` and the service exits by itself, within TimeoutStopSec. A task
+    submitted while no worker service runs waits, and runs once one starts."""
+    server = redis_apache(apache_server, redis_url)
+    worker = worker_service(server, redis_url, env={"TASKTYPES_WORKERS": "2"})
+    service, pids = soap_client(server.url)
+    task_id = service.countdown(15, 0.2)  # 3 s
+    wait_until(lambda: service.countdown_progress(task_id).progress > 0, 30, 0.1)
+
+    status = worker.terminate()
+    assert status == 0, "the worker service did not exit 0 within TimeoutStopSec (%s): %s\n%s" % (
+        worker.stop_timeout, status, worker.read_log()[-3000:])
+    progress = service.countdown_progress(task_id)
+    assert progress.status == "done", progress
+    assert service.countdown_result(task_id) == 15
+
+    later = service.cloneInstance("vm-11", "vm-11-copy")
+    assert service.cloneInstance_progress(later).status == "queued"
+    worker_service(server, redis_url, env={"TASKTYPES_WORKERS": "2"})
+    wait_until(lambda: service.cloneInstance_progress(later).status == "done", 60, 0.2)
+    assert service.cloneInstance_result(later).name == "vm-11-copy"
 
 
 @pytest.mark.parametrize("stop", ["graceful-stop", "stop"])
-def test_redis_task_is_not_left_running_when_apache_stops(apache_server, redis_url,
-                                                          service_process, stop):
-    server = redis_apache(apache_server, redis_url)
+def test_redis_tasks_in_apache_are_not_left_running_when_apache_stops(
+        apache_server, redis_url, service_process, stop):
+    """Without the worker service (TASKTYPES_WORKERS set in Apache's own
+    environment, which wins over the .wsgi script's 0), Apache's daemon
+    processes run tasks themselves, as ``python wsgi.py`` does; then stopping
+    Apache stops them, and they are reported failed, never left running."""
+    server = redis_apache(apache_server, redis_url, env={"TASKTYPES_WORKERS": "2"})
     service, pids = soap_client(server.url)
     task_id = service.taskExample("session-1", 7)  # 30 s of work
     wait_until(lambda: service.taskExample_progress(task_id).progress > 0, 20, 0.1)
@@ -473,34 +733,3 @@ def test_redis_task_is_not_left_running_when_apache_stops(apache_server, redis_u
     progress = wait_until(ended, 60, 0.5)
     assert progress.status == "failed", progress
     assert time.monotonic() - started < 60
-
-
-def test_redis_task_is_failed_after_apache_restarts(apache_server, redis_url):
-    """``apache2 -k graceful`` (what a config reload does) restarts mod_wsgi's
-    daemon processes; their running tasks end as failed, and the restarted
-    processes say so."""
-    server = redis_apache(apache_server, redis_url)
-    service, pids = soap_client(server.url)
-    task_id = service.taskExample("session-2", 8)  # 30 s of work
-    wait_until(lambda: service.taskExample_progress(task_id).progress > 0, 20, 0.1)
-    before = set(pids)
-
-    server.apachectl("graceful")
-
-    def ended():
-        try:
-            progress = service.taskExample_progress(task_id)
-        except requests.RequestException:
-            return None  # daemon processes coming back
-        return progress if progress.status not in ("queued", "running") else None
-    progress = wait_until(ended, 60, 0.5)
-    assert progress.status == "failed", progress
-
-    # The new daemon processes (an old one may answer while it shuts down)
-    # say the same.
-    def from_new_process():
-        progress = ended()
-        return progress if progress and pids[-1] not in before else None
-    progress = wait_until(from_new_process, 30, 0.2)
-    assert progress.status == "failed", progress
-    assert server.proc.poll() is None

@@ -19,6 +19,7 @@ import redis
 
 from conftest import ROOT, soap_fault, soap_service, wait_until
 from fixtures import runs, task_type
+from service import TaskService
 
 from tasktypes.defaults import CLAIM_IDLE, HEARTBEAT_TTL
 from tasktypes.errors import Busy
@@ -301,7 +302,9 @@ def test_the_worker_refuses_the_thread_store_and_bad_settings():
                           ({"TASKTYPES_STORE": "redis", "TASKTYPES_WORKERS": "0"},
                            "TASKTYPES_WORKERS must be at least 1"),
                           ({"TASKTYPES_STORE": "redis", "TASKTYPES_WORKER_GRACE": "soon"},
-                           "TASKTYPES_WORKER_GRACE")]:
+                           "TASKTYPES_WORKER_GRACE"),
+                          ({"TASKTYPES_STORE": "redis", "TASKTYPES_SERVICES": "nosuchmodule"},
+                           "cannot load the service modules nosuchmodule")]:
         proc = subprocess.run([sys.executable, "-m", "tasktypes.cli", "worker"],
                               cwd=ROOT, env=clean_environ(env), capture_output=True,
                               text=True, timeout=60)
@@ -339,3 +342,27 @@ def test_a_task_starts_once_whoever_holds_its_entry(redis_url, submitter):
     finally:
         first.close()
         second.close()
+
+
+def test_the_worker_runs_on_a_server_install(redis_url, submitter):
+    """Guards cli.py's rule: ``tasktypes worker`` needs none of the client
+    extra (requests, rich), made unimportable here, and runs tasks."""
+    code = ("import sys; sys.modules.update(requests=None, rich=None); "
+            "import tasktypes.cli as c; sys.exit(c.main(['worker', '--grace', '1']))")
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env=clean_environ({"TASKTYPES_STORE": "redis",
+                                               "TASKTYPES_REDIS_URL": redis_url,
+                                               "TASKTYPES_WORKERS": "1"}))
+    try:
+        tt = TaskService.public_methods["countdown"].function.task_type
+        task_id = submitter.submit(tt, (2, 0.01)).task_id
+        assert submitter.wait(tt, task_id, 30).status is TaskStatus.DONE
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        stop_session(proc)
+        log.seek(0)
+        output = log.read().decode()
+    assert "task types: cloneInstance, countdown" in output, output
