@@ -7,6 +7,7 @@ class instead of spyne's generic walk per field per call; ``SoapApplication``
 serves the WSDL built once, addressed per request.
 """
 
+import io
 import re
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -107,9 +108,12 @@ def _described_missing(ctx, fault):
 
 
 class SoapApplication(WsgiApplication):
-    """spyne's WSGI server with the WSDL built once and addressed per request."""
+    """spyne's WSGI server with the WSDL built once and addressed per request,
+    and, given ``direct`` (a ``tasktypes.direct_soap.DirectSoap``), the
+    control methods answered without spyne's per-call machinery where the
+    request is plainly one control call."""
 
-    def __init__(self, app, public_url=None, max_body=None):
+    def __init__(self, app, public_url=None, max_body=None, direct=None):
         # spyne refuses bodies over its own max_content_length (2 MiB) with
         # Client.RequestTooLong: the application's limit (TASKTYPES_MAX_BODY,
         # HTTP 413 before reading) is the one that must hold.
@@ -118,6 +122,34 @@ class SoapApplication(WsgiApplication):
         self.doc.wsdl11.build_interface_document(_ADDRESS_PLACEHOLDER)
         self._wsdl = tidy_wsdl(self.doc.wsdl11.get_interface_document())
         self._wsdl_parts = self._wsdl.split(_ADDRESS_PLACEHOLDER.encode())
+        self.direct = direct if direct is not None and direct.methods else None
+
+    def __call__(self, environ, start_response, wsgi_url=None):
+        if self.direct is not None and environ.get("REQUEST_METHOD") == "POST":
+            reply = self._direct_reply(environ)
+            if reply is not None:
+                status, body = reply
+                start_response(status, [("Content-Type", self.direct.mime_type),
+                                        ("Content-Length", str(len(body)))])
+                return [body]
+        return super().__call__(environ, start_response, wsgi_url)
+
+    def _direct_reply(self, environ):
+        """(status, bytes) from the direct path, or None for spyne's. Only
+        where no one listens to spyne's events, which that path skips."""
+        content_type = environ.get("CONTENT_TYPE")
+        length = environ.get("CONTENT_LENGTH")
+        if not content_type or not length or not length.isdigit() \
+                or int(length) > self.max_content_length \
+                or content_type.lstrip().lower().startswith("multipart/") \
+                or any(self.event_manager.handlers.values()) \
+                or any(self.app.event_manager.handlers.values()):
+            return None
+        body = environ["wsgi.input"].read(int(length))
+        reply = self.direct.reply(body, content_type, environ)
+        if reply is None:  # spyne reads the same bytes again
+            environ["wsgi.input"] = io.BytesIO(body)
+        return reply
 
     def handle_wsdl_request(self, environ, start_response, url):
         address = self.public_url or request_url(environ)
