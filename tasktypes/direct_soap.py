@@ -38,6 +38,7 @@ from lxml import etree
 from spyne import Double, Fault, Integer
 from spyne.application import get_fault_string_from_exception
 from spyne.const.http import HTTP_200
+from spyne.const.xml import NS_XSI
 from spyne.protocol.soap.soap11 import Soap11
 
 from .direct import NOT_DIRECT, ControlContext, control_descriptors, param_reader
@@ -113,6 +114,18 @@ class _Method:
         if attrs.max_occurs != 1 or app.out_protocol.get_cls_attrs(cls).exc:
             raise _NotDirect
         self.result_cls = cls
+        protocol = app.out_protocol
+        # A result written by a plan (tasktypes.soap.FastSoap11) is written
+        # under an envelope declaring only the namespaces it can use, in
+        # the order of the interface's: what is left of the whole map after
+        # cleanup_namespaces is then the same.
+        self.plan = getattr(protocol, "has_plan", None) is not None \
+            and protocol.has_plan(cls)
+        used = {protocol.ns_soap_env, NS_XSI, out_message.get_namespace(),
+                cls.get_namespace()}
+        self.nsmap = app.interface.nsmap
+        if self.plan:
+            self.nsmap = {prefix: uri for prefix, uri in self.nsmap.items() if uri in used}
         self.result_ns = attrs.sub_ns or out_message.get_namespace()
         self.result_name = attrs.sub_name or name
         self.result_required = attrs.min_occurs > 0
@@ -210,6 +223,13 @@ class DirectSoap:
         # Soap11.serialize's success branch (spyne 2.14): the body built on
         # its own, then appended to the envelope.
         protocol = self.protocol
+        if method.plan and type(result) is method.result_cls:
+            envelope = etree.Element(self.envelope_tag, nsmap=method.nsmap)
+            wrapper = etree.SubElement(etree.SubElement(envelope, self.body_tag),
+                                       method.wrapper_tag)
+            protocol.complex_to_parent(None, method.result_cls, result, wrapper,
+                                       method.result_ns, method.result_name)
+            return self._string(envelope)
         envelope = etree.Element(self.envelope_tag, nsmap=self.nsmap)
         soap_body = etree.Element(self.body_tag)
         wrapper = etree.SubElement(soap_body, method.wrapper_tag)

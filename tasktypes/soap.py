@@ -222,5 +222,44 @@ class FastSoap11(Soap11):
                     or self.serialization_handlers[field_cls] != self.modelbase_to_parent:
                 return None
             fields.append((attr, "{%s}%s" % (ns, attr), field_cls,
-                           self._to_unicode_handlers[field_cls], fa.min_occurs > 0))
+                           self._to_text(field_cls, fa), fa.min_occurs > 0))
         return None, fields
+
+    def has_plan(self, cls):
+        """Whether instances of ``cls`` are written by a plan (then
+        ``complex_to_parent`` may be called for one directly)."""
+        if not (isinstance(cls, type) and issubclass(cls, ComplexModelBase)):
+            return False
+        plan = self._plans.get(cls)
+        if plan is None:
+            plan = self._plans[cls] = self._plan(cls) or False
+        return plan is not False
+
+    def _to_text(self, field_cls, attrs):
+        """spyne's to-text handler of a field class, or the same thing
+        without its class-attribute lookups and debug logging for integers,
+        doubles and strings with no format (``OutProtocolBase``'s
+        ``integer_to_unicode``, ``double_to_unicode``, ``unicode_to_unicode``,
+        spyne 2.14)."""
+        handler = self._to_unicode_handlers[field_cls]
+        if attrs.str_format is not None or attrs.format is not None:
+            return handler
+        if handler == self.integer_to_unicode:
+            return _integer_text
+        if handler == self.double_to_unicode:
+            return _double_text
+        if handler == self.unicode_to_unicode:
+            def unicode_text(cls, value):
+                return value if type(value) is str else handler(cls, value)
+            return unicode_text
+        return handler
+
+
+def _integer_text(cls, value):
+    int(value)  # spyne's sanity check: a TypeError or ValueError as there
+    return str(value)
+
+
+def _double_text(cls, value):
+    float(value)  # the same
+    return repr(value)
