@@ -55,6 +55,10 @@ _logger_output = logging.getLogger("spyne.server.wsgi")
 #: exponents, "NaN") is spyne's to read.
 _INTEGER_TEXT = re.compile(r"(?:0|-?[1-9][0-9]{0,17})\Z")
 _DECIMAL_TEXT = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,16})?\Z")
+#: Text that lxml writes as it is, but for <, > and &: tabs, newlines and
+#: printable characters (no \r, which it writes as &#13;; no control
+#: characters, which it refuses; no surrogates or U+FFFE/U+FFFF).
+_PLAIN_TEXT = re.compile("[\t\n\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*\\Z")
 
 
 class _Param:
@@ -114,21 +118,23 @@ class _Method:
         if attrs.max_occurs != 1 or app.out_protocol.get_cls_attrs(cls).exc:
             raise _NotDirect
         self.result_cls = cls
-        protocol = app.out_protocol
-        # A result written by a plan (tasktypes.soap.FastSoap11) is written
-        # under an envelope declaring only the namespaces it can use, in
-        # the order of the interface's: what is left of the whole map after
-        # cleanup_namespaces is then the same.
-        self.plan = getattr(protocol, "has_plan", None) is not None \
-            and protocol.has_plan(cls)
-        used = {protocol.ns_soap_env, NS_XSI, out_message.get_namespace(),
-                cls.get_namespace()}
-        self.nsmap = app.interface.nsmap
-        if self.plan:
-            self.nsmap = {prefix: uri for prefix, uri in self.nsmap.items() if uri in used}
         self.result_ns = attrs.sub_ns or out_message.get_namespace()
         self.result_name = attrs.sub_name or name
         self.result_required = attrs.min_occurs > 0
+        protocol = app.out_protocol
+        # A result written by a plan (tasktypes.soap.FastSoap11) goes under
+        # an envelope declaring only the namespaces it can use, in the order
+        # of the interface's: what is left of the whole map after
+        # cleanup_namespaces is then the same.
+        plan_fields = getattr(protocol, "plan_fields", None)
+        self.fields = plan_fields and plan_fields(cls)
+        self.nsmap = app.interface.nsmap
+        self.template = None
+        if self.fields is not None:
+            used = {protocol.ns_soap_env, NS_XSI, out_message.get_namespace(),
+                    cls.get_namespace()}
+            self.nsmap = {prefix: uri for prefix, uri in self.nsmap.items()
+                          if uri in used}
 
     def read(self, call):
         """The function's arguments from the method element, or None."""
@@ -171,6 +177,7 @@ class DirectSoap:
         self.nsmap = app.interface.nsmap
         self.tns = app.interface.get_tns()
         self.mime_type = protocol.mime_type
+        self.utf8 = protocol.encoding.lower().replace("-", "") == "utf8"
         self.methods = {}
         if app.in_protocol.validator not in (None, "soft", app.in_protocol.SOFT_VALIDATION):
             return  # schema validation (validator="lxml") is spyne's to run
@@ -219,17 +226,73 @@ class DirectSoap:
             _logger_output.exception(exc)
             return self.fault(Fault("Server", get_fault_string_from_exception(exc)))
 
+    def _template(self, method):
+        """The response of a plan result as text around its fields' texts:
+        the document the plan writes for marker texts, cut at the markers."""
+        envelope = etree.Element(self.envelope_tag, nsmap=method.nsmap)
+        wrapper = etree.SubElement(etree.SubElement(envelope, self.body_tag),
+                                   method.wrapper_tag)
+        result = etree.SubElement(wrapper, "{%s}%s" % (method.result_ns,
+                                                       method.result_name))
+        markers = []
+        for index, (_, tag, _, _, _) in enumerate(method.fields):
+            markers.append("tasktypes-field-%d-of-the-template" % index)
+            etree.SubElement(result, tag).text = markers[-1]
+        text = self._string(envelope).decode("utf-8")
+        pieces = []
+        for marker in markers:
+            if text.count(marker) != 1:
+                return False
+            piece, text = text.split(marker)
+            pieces.append(piece)
+        pieces.append(text)
+        return pieces
+
+    def _write_text(self, method, result):
+        """The response from the template, or None where lxml's own writing
+        is needed (a field missing, a text with a character that needs more
+        than escaping <, > and &)."""
+        pieces = method.template
+        if pieces is None:
+            pieces = method.template = self._template(method)
+        if pieces is False:
+            return None
+        out = [pieces[0]]
+        append = out.append
+        values = result.__dict__
+        for (attr, _, field_cls, to_text, _), piece in zip(method.fields, pieces[1:]):
+            value = values.get(attr)
+            if value is None:
+                return None
+            text = to_text(field_cls, value)
+            if not _PLAIN_TEXT.match(text):
+                return None
+            if "&" in text or "<" in text or ">" in text:
+                text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            append(text)
+            append(piece)
+        return "".join(out).encode("utf-8")
+
     def _write(self, method, result):
-        # Soap11.serialize's success branch (spyne 2.14): the body built on
-        # its own, then appended to the envelope.
+        """The response document of a result, as spyne writes it."""
+        if method.fields is not None and self.utf8 and type(result) is method.result_cls:
+            written = self._write_text(method, result)
+            if written is not None:
+                return written
+        return self._write_tree(method, result)
+
+    def _write_tree(self, method, result):
+        """The response written with lxml: Soap11.serialize's success branch
+        (spyne 2.14) below the envelope; a plan result straight to the plan."""
         protocol = self.protocol
-        if method.plan and type(result) is method.result_cls:
+        if method.fields is not None and type(result) is method.result_cls:
             envelope = etree.Element(self.envelope_tag, nsmap=method.nsmap)
             wrapper = etree.SubElement(etree.SubElement(envelope, self.body_tag),
                                        method.wrapper_tag)
             protocol.complex_to_parent(None, method.result_cls, result, wrapper,
                                        method.result_ns, method.result_name)
             return self._string(envelope)
+        # the body built on its own, then appended to the envelope, as there
         envelope = etree.Element(self.envelope_tag, nsmap=self.nsmap)
         soap_body = etree.Element(self.body_tag)
         wrapper = etree.SubElement(soap_body, method.wrapper_tag)

@@ -225,15 +225,17 @@ class FastSoap11(Soap11):
                            self._to_text(field_cls, fa), fa.min_occurs > 0))
         return None, fields
 
-    def has_plan(self, cls):
-        """Whether instances of ``cls`` are written by a plan (then
-        ``complex_to_parent`` may be called for one directly)."""
+    def plan_fields(self, cls):
+        """The plan's fields of ``cls``, ``(attr, tag, field class, to_text,
+        required)`` each, or None if instances of ``cls`` are not written by
+        a plan (then ``complex_to_parent`` must not be called for one
+        directly)."""
         if not (isinstance(cls, type) and issubclass(cls, ComplexModelBase)):
-            return False
+            return None
         plan = self._plans.get(cls)
         if plan is None:
             plan = self._plans[cls] = self._plan(cls) or False
-        return plan is not False
+        return None if plan is False else plan[1]
 
     def _to_text(self, field_cls, attrs):
         """spyne's to-text handler of a field class, or the same thing

@@ -224,3 +224,29 @@ def test_a_crash_in_a_direct_call_is_a_server_fault(apps):
     store.read = broken  # this store's own method, broken on purpose
     status, _, reply = same(direct, plain, envelope("countdown_progress", {"task_id": 1}))
     assert status.startswith("500") and b"Internal Error" in reply
+
+
+@pytest.mark.parametrize("message, from_template", [
+    ("", True), ("3 / 5", True), ("a & <b> > c", True), ("\u00e9\u20ac \U0001f600", True),
+    ("tab\there\nand a line", True), ("cr\rhere", False), ("\x85", False),
+    ("\x01", False), ("\ufffe", False),
+])
+def test_progress_text_written_as_lxml_writes_it(message, from_template):
+    """Guards: the progress response written from its template (the plan's
+    document cut at its field texts) is the document the plan writes with
+    lxml, whatever the message; characters that need more than escaping
+    <, > and & are left to lxml (which writes \\r as &#13; and refuses
+    control characters)."""
+    from tasktypes.model import TaskProgressResponse, TaskState, TaskStatus
+    soap = make_application(services).mounts["/soap"]
+    method = soap.direct.methods["{tasktypes}countdown_progress"]
+    state = TaskState(task_id=2 ** 53 - 1, method="countdown", status=TaskStatus.RUNNING,
+                      progress=1 / 3, message=message, starttime=1.5e9 + 0.1)
+    response = TaskProgressResponse.of(state, now=1.5e9 + 7.25)
+    written = soap.direct._write_text(method, response)
+    assert (written is not None) is from_template
+    if from_template:
+        assert written == soap.direct._write_tree(method, response)
+    response.message = None
+    assert soap.direct._write_text(method, response) is None
+    assert soap.direct._write(method, response) == soap.direct._write_tree(method, response)
