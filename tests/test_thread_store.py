@@ -150,3 +150,28 @@ def test_max_wait_bounds_a_whole_batch_of_waits(served):
     with pytest.raises(JsonRpcError) as info:
         jsonrpc(url, "silent_result", task_id)
     assert info.value.code == -32002
+
+
+def test_time_limits_fire_in_order_and_cancelled_ones_never():
+    """Guards: the one thread that watches every task's time limit
+    (``runner.TimeLimits``) fires each limit once, soonest first, never a
+    cancelled one, and does not keep cancelled limits (a 1 h limit of a
+    task that ended in 1 ms) until their hour is up."""
+    import threading
+
+    from tasktypes.runner import TimeLimits
+    limits = TimeLimits()
+    fired = []
+    done = threading.Event()
+    try:
+        limits.watch(0.3, fired.append, ("late",))
+        limits.watch(0.05, fired.append, ("early",))
+        limits.cancel(limits.watch(0.1, fired.append, ("cancelled",)))
+        limits.watch(0.5, done.set, ())
+        assert done.wait(10)
+        assert fired == ["early", "late"]
+        for _ in range(10_000):
+            limits.cancel(limits.watch(3600, fired.append, ("never",)))
+        assert len(limits._heap) < 200
+    finally:
+        limits.close()
