@@ -48,7 +48,37 @@ def encode_result(returns, value, max_size=None):
 def fit_result(returns, value, max_size=None):
     """``value`` as a reader of its document would get it back; raises if it
     does not fit ``returns`` or ``max_size`` (the thread store's check)."""
+    if type(value) is int and _ints_come_back(returns):
+        # The round trip of a plain int gives the int back, in a document
+        # of this size: the same answer without spyne's context and walk
+        # (some 80 µs per task).
+        size = len(_INT_DOCUMENT % value)
+        if max_size is not None and size > max_size:
+            raise ResultTooLarge("the result is %d bytes as JSON, over the limit of %d "
+                                 "(TASKTYPES_MAX_RESULT)" % (size, max_size))
+        return value
     return _round_trip(returns, value, max_size)[1]
+
+
+_INT_DOCUMENT = '{"value": %d}'
+_int_types = {}  # returns -> whether an int comes back as itself
+
+
+def _ints_come_back(returns):
+    """Whether the round trip of ints through ``returns`` gives each back
+    unchanged in ``_INT_DOCUMENT``: found once per type, by trying."""
+    found = _int_types.get(returns)
+    if found is None:
+        found = True
+        try:
+            for probe in (0, 7, -12345, 2 ** 53 + 1, 10 ** 30):
+                doc, back = _round_trip(returns, probe, None)
+                if doc != _INT_DOCUMENT % probe or type(back) is not int or back != probe:
+                    found = False
+        except Exception:
+            found = False
+        _int_types[returns] = found
+    return found
 
 
 def _round_trip(returns, value, max_size):

@@ -175,3 +175,27 @@ def test_time_limits_fire_in_order_and_cancelled_ones_never():
         assert len(limits._heap) < 200
     finally:
         limits.close()
+
+
+@pytest.mark.parametrize("value", [0, 1, -1, 5, 2 ** 31, -(2 ** 63), 10 ** 40, True, 2.5, "5"])
+def test_int_results_fit_as_their_round_trip_does(value):
+    """Guards: the thread store's check of a plain int result, done without
+    the JSON round trip, answers what the round trip answers: the value
+    back, or ResultTooLarge at the same size."""
+    from spyne import Boolean, Integer, Integer32, Unicode
+
+    from tasktypes.documents import ResultTooLarge, _round_trip, fit_result
+
+    for returns in (Integer, Integer32, Unicode, Boolean, None):
+        try:
+            doc, expected = _round_trip(returns, value, None)
+        except Exception as exc:
+            with pytest.raises(type(exc)):
+                fit_result(returns, value)
+            continue
+        got = fit_result(returns, value)
+        assert (type(got), got) == (type(expected), expected)
+        assert fit_result(returns, value, len(doc)) == expected
+        if returns is not None:  # None: no document is kept
+            with pytest.raises(ResultTooLarge):
+                fit_result(returns, value, len(doc) - 1)
