@@ -42,6 +42,7 @@ from spyne.const.xml import NS_XSI
 from spyne.protocol.soap.soap11 import Soap11
 
 from .direct import NOT_DIRECT, ControlContext, control_descriptors, param_reader
+from .soap import NUMBER_TEXTS as _NUMBER_TEXTS
 from .xmlinput import parse_request
 
 # spyne's own loggers for what a method raised (spyne.application, 2.14),
@@ -193,7 +194,7 @@ class DirectSoap:
         """(HTTP status, response bytes) of a request that is plainly one
         control call, or None: then spyne's pipeline answers it."""
         try:
-            root, ids = parse_request(body, content_type)
+            root, ids = parse_request(body, content_type, plain=True)
         except Fault:
             return None  # spyne's path refuses it the same way, and logs it
         if ids or root.tag != self.envelope_tag or len(root) != 1 or root.keys():
@@ -265,10 +266,12 @@ class DirectSoap:
             if value is None:
                 return None
             text = to_text(field_cls, value)
-            if not _PLAIN_TEXT.match(text):
-                return None
-            if "&" in text or "<" in text or ">" in text:
-                text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            # an int's or float's digits, sign, ".", "e", "inf", "nan" need nothing
+            if type(value) not in (int, float) or to_text not in _NUMBER_TEXTS:
+                if not _PLAIN_TEXT.match(text):
+                    return None
+                if "&" in text or "<" in text or ">" in text:
+                    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             append(text)
             append(piece)
         return "".join(out).encode("utf-8")

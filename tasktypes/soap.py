@@ -265,3 +265,7 @@ def _integer_text(cls, value):
 def _double_text(cls, value):
     float(value)  # the same
     return repr(value)
+
+
+#: The to-text functions of plans whose texts are plain ASCII numbers.
+NUMBER_TEXTS = frozenset((_integer_text, _double_text))
