@@ -80,6 +80,26 @@ def param_reader(cls):
     return read
 
 
+def event_managers(app, descriptor):
+    """The event managers spyne's pipeline fires for a call of
+    ``descriptor`` (the application's, its protocols', the method's and its
+    service class's: spyne 2.14's ``MethodContext.fire_event`` and
+    protocols)."""
+    return (app.event_manager, app.in_protocol.event_manager,
+            app.out_protocol.event_manager) + tuple(descriptor.event_managers)
+
+
+def listened(managers):
+    """Whether anyone listens on these event managers: then a call goes
+    through spyne, which fires the events a direct answer skips (a
+    ``method_call`` listener that checks credentials, say). Asked per call:
+    listeners may come at any time."""
+    for manager in managers:
+        if any(manager.handlers.values()):
+            return True
+    return False
+
+
 def _direct_call(app, protocol, descriptor):
     """The direct call of one control method, or None if one of its params
     is of a type this module does not read itself."""
@@ -91,8 +111,11 @@ def _direct_call(app, protocol, descriptor):
     count = len(names)
     function = descriptor.function
     write = protocol._result_writer(descriptor)
+    managers = event_managers(app, descriptor)
 
     def call(params, environ):
+        if listened(managers):
+            return NOT_DIRECT
         if type(params) is list:
             if len(params) != count:
                 return NOT_DIRECT

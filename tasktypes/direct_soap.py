@@ -41,7 +41,8 @@ from spyne.const.http import HTTP_200
 from spyne.const.xml import NS_XSI
 from spyne.protocol.soap.soap11 import Soap11
 
-from .direct import NOT_DIRECT, ControlContext, control_descriptors, param_reader
+from .direct import (NOT_DIRECT, ControlContext, control_descriptors, event_managers,
+                     listened, param_reader)
 from .soap import NUMBER_TEXTS as _NUMBER_TEXTS
 from .xmlinput import parse_request
 
@@ -92,6 +93,7 @@ class _Method:
     def __init__(self, app, descriptor):
         self.app = app
         self.function = descriptor.function
+        self.event_managers = event_managers(app, descriptor)
         self.params = {}
         in_message = descriptor.in_message
         ns = in_message.get_namespace()
@@ -204,7 +206,7 @@ class DirectSoap:
             return None
         call = soap_body[0]
         method = self.methods.get(call.tag)
-        if method is None:
+        if method is None or listened(method.event_managers):
             return None
         args = method.read(call)
         if args is None:

@@ -254,3 +254,32 @@ def test_progress_text_written_as_lxml_writes_it(message, from_template):
     response.message = None
     assert soap.direct._write_text(method, response) is None
     assert soap.direct._write(method, response) == soap.direct._write_tree(method, response)
+
+
+def test_listeners_of_spyne_events_keep_spyne_s_path(apps):
+    """Guards: where someone listens to spyne's events (a ``method_call``
+    listener on the service class that checks credentials, say), control
+    calls go through spyne, over SOAP and JSON-RPC, so that the listener
+    runs; once it is gone, they are answered directly again."""
+    from service.task_service import TaskService
+    from tasktypes.jsonrpc import NOT_DIRECT
+
+    direct, _ = apps
+    jsonrpc_progress = make_application(services).mounts["/jsonrpc"] \
+        .direct_methods["countdown_progress"]
+    body = envelope("countdown_progress", {"task_id": 1})
+    seen = []
+
+    def listener(ctx):
+        seen.append(ctx.descriptor.name)
+    for manager in (TaskService.event_manager, direct.app.event_manager):
+        manager.add_listener("method_call", listener)
+        try:
+            assert not answered_directly(direct, body)
+            if manager is TaskService.event_manager:  # the JSON-RPC app's too
+                assert jsonrpc_progress([1], {}) is NOT_DIRECT
+            status, _, reply = call(direct, body)
+            assert b"TaskNotFound" in reply and seen.pop() == "countdown_progress"
+        finally:
+            manager.del_listener("method_call", listener)
+        assert answered_directly(direct, body)
