@@ -48,6 +48,7 @@ from spyne.const.http import HTTP_200
 from spyne.const.xml import NS_XSI
 from spyne.protocol.soap.soap11 import Soap11
 
+from .defaults import MAX_DIRECT_SOAP_BODY
 from .direct import (NOT_DIRECT, ControlContext, control_descriptors, event_managers,
                      listened, param_reader)
 from .soap import NUMBER_TEXTS as _NUMBER_TEXTS
@@ -178,6 +179,10 @@ class _NotDirect(Exception):
 class DirectSoap:
     """The direct answers of one SOAP spyne application's control methods."""
 
+    #: Bodies larger than this are no plain control call: left to spyne
+    #: unparsed (see tasktypes.defaults).
+    max_body = MAX_DIRECT_SOAP_BODY
+
     def __init__(self, app):
         protocol = app.out_protocol
         if not isinstance(protocol, Soap11) or not isinstance(app.in_protocol, Soap11):
@@ -204,6 +209,8 @@ class DirectSoap:
     def reply(self, body, content_type, environ):
         """(HTTP status, response bytes) of a request that is plainly one
         control call, or None: then spyne's pipeline answers it."""
+        if len(body) > self.max_body:
+            return None
         try:
             root, ids = parse_request(body, content_type, plain=True)
         except Fault:

@@ -140,7 +140,7 @@ class SoapApplication(WsgiApplication):
         content_type = environ.get("CONTENT_TYPE")
         length = environ.get("CONTENT_LENGTH")
         if not content_type or not length or not length.isdigit() \
-                or int(length) > self.max_content_length \
+                or int(length) > self.direct.max_body \
                 or content_type.lstrip().lower().startswith("multipart/") \
                 or any(self.event_manager.handlers.values()):
             return None  # the method's own listeners: DirectSoap.reply
