@@ -408,6 +408,9 @@ class RedisStore(Store):
             known = self._finished.get(task_id, task_type.name)
             if known is not None:
                 return known
+        return self._read_state(task_type, task_id, with_result, True)
+
+    def _read_state(self, task_type, task_id, with_result, may_end_lost):
         key = self._task_key % task_id
         flag = 1 if with_result else 0
         try:
@@ -417,15 +420,16 @@ class RedisStore(Store):
             values = self._read(keys=[key], args=[self._server_prefix, flag])
         method, status, progress, message, starttime, endtime, timed_out, result, lost \
             = values
-        if lost is not None:
+        if lost is not None and may_end_lost:
             # A reader that finds a task whose server is gone marks it failed,
             # ended at its server's last sign of life; _END changes it only
-            # if it is still unfinished (it may have ended meanwhile).
+            # if it is still unfinished (it may have ended meanwhile). Then
+            # once more what it reads now (failed, or how it ended).
             self._end(keys=[key, self._slots_key % task_type.key],
                       args=[self.channel, task_id, self._ended_ms, 1, " queued running ",
                             "status", "failed", "message", _LOST_MESSAGE,
                             "endtime", lost or time.time()])
-            return self.read(task_type, task_id, with_result)
+            return self._read_state(task_type, task_id, with_result, False)
         if method != task_type.name:
             raise TaskNotFound("no task %s of %s" % (task_id, task_type.name))
         state = TaskState(
