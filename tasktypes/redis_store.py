@@ -115,9 +115,6 @@ from .defaults import (FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZE, HEARTBEAT_IN
 logger = logging.getLogger(__name__)
 
 
-_FIELDS = ("method", "status", "progress", "message", "starttime", "endtime",
-           "timed_out")
-
 # The one way a task ends, shared by the scripts below. KEYS: task, slots.
 # ARGV[1..4]: channel, task id, ttl ms, "1" to free the task's
 # ``_max_running`` slot (even if the task had ended already: "1" means its
@@ -145,10 +142,11 @@ return end_task(ARGV[5], redis.call('HGET', KEYS[1], 'status'), {unpack(ARGV, 6)
 # What a poll reads, in one short command (EVALSHA, the script, one key, two
 # arguments): a poll packs and sends few bytes, and only a task found lost
 # pays for more. KEYS: task. ARGV[1]: server key prefix, ARGV[2]: "1" to
-# read the result too. Returns the fields of ``_FIELDS`` (then ``result``),
-# then, for a queued or running task whose server has no heartbeat, its
-# ``alive`` (its last sign of life) or "": ``read`` then ends it as failed
-# (``_END``, which checks again that it is unfinished) and reads it again.
+# read the result too. Returns method, status, progress, message,
+# starttime, endtime, timed_out, result (or nil), then, for a queued or
+# running task whose server has no heartbeat, its ``alive`` (its last sign
+# of life) or "": ``read`` then ends it as failed (``_END``, which checks
+# again that it is unfinished) and reads it again.
 _READ = """
 local values = redis.call('HMGET', KEYS[1], 'method', 'status', 'progress', 'message',
                           'starttime', 'endtime', 'timed_out', 'server', 'alive')
