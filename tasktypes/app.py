@@ -31,6 +31,7 @@ from .decorator import DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS, WaitSlots
 from .errors import TaskError, is_client_fault
 from .idempotency import check_header as check_idempotency_key
 from .direct import direct_methods
+from .direct_soap import DirectSoap
 from .openrpc import DISCOVER, openrpc_json
 from .store import ThreadStore
 from .web import STATIC_PATH, StaticFiles, page
@@ -257,12 +258,12 @@ def make_application(services, store=None, tns=DEFAULT_TNS, name="TaskService",
         app.tasktypes_wait_slots = wait_slots
         return app
 
+    soap_app = spyne_app(SafeSoap11(validator="soft"), FastSoap11())
     jsonrpc_app = spyne_app(JsonRpc20(), JsonRpc20())
     jsonrpc_app.tasktypes_public_url = public_url
     openrpc = openrpc_json(jsonrpc_app)  # built now: a bad type stops start-up
     mounts = {
-        SOAP_PATH: SoapApplication(spyne_app(SafeSoap11(validator="soft"), FastSoap11()),
-                                   public_url, max_body),
+        SOAP_PATH: SoapApplication(soap_app, public_url, max_body, direct=DirectSoap(soap_app)),
         JSONRPC_PATH: JsonRpcApplication(jsonrpc_app, max_batch=max_batch,
                                          system_methods={DISCOVER: lambda: openrpc},
                                          direct_methods=direct_methods(jsonrpc_app)),

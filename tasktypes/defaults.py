@@ -95,6 +95,11 @@ MAX_XML_TOTAL_ATTRIBUTES = 10_000
 MAX_XML_DEPTH = 64
 #: Characters of a name with its namespace: "{uri}local".
 MAX_XML_NAME = 1024
+#: Largest body answered directly (tasktypes.direct_soap): a control call
+#: takes a few hundred bytes; anything larger is no plain control call, and
+#: parsing it twice (the direct path's try, then spyne's) would double what
+#: a large request costs.
+MAX_DIRECT_SOAP_BODY = 4096
 
 # -- JSON-RPC requests ---------------------------------------------------------
 

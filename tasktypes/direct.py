@@ -1,6 +1,7 @@
 """The control methods of task types (``m_progress``, ``m_result``,
 ``m_cancel``, ``m_wait``, ``m_log``) answered over JSON-RPC without spyne's
-per-call machinery.
+per-call machinery (SOAP: ``tasktypes.direct_soap``, which shares the
+context, the param checks and the choice of methods made here).
 
 They are ours, and they are what pollers call most: they need the store and
 a task id, not a request context. Through spyne, one poll builds a
@@ -20,14 +21,14 @@ spyne.
 
 import math
 
-from spyne import Double, Integer
+from spyne import Application, Double, Integer, ServiceBase
 
 from .jsonrpc import NOT_DIRECT
 
 _ROLES = ("progress", "result", "cancel", "wait", "log")
 
 
-class _Context:
+class ControlContext:
     """What a control function reads of spyne's context: the application
     (its store, limits) and the request's WSGI environ (its wait budget)."""
 
@@ -50,7 +51,7 @@ def _bound(attrs, name, default):
     return default if value is None else value
 
 
-def _reader(cls):
+def param_reader(cls):
     """A check of one param value: the value itself if it is plainly of
     ``cls`` and within its bounds, else NOT_DIRECT."""
     attrs = cls.Attributes
@@ -79,19 +80,42 @@ def _reader(cls):
     return read
 
 
+def event_managers(app, descriptor):
+    """The event managers spyne's pipeline fires for a call of
+    ``descriptor`` (the application's, its protocols', the method's and its
+    service class's: spyne 2.14's ``MethodContext.fire_event`` and
+    protocols)."""
+    return (app.event_manager, app.in_protocol.event_manager,
+            app.out_protocol.event_manager) + tuple(descriptor.event_managers)
+
+
+def listened(managers):
+    """Whether anyone listens on these event managers: then a call goes
+    through spyne, which fires the events a direct answer skips (a
+    ``method_call`` listener that checks credentials, say). Asked per call:
+    listeners may come at any time."""
+    for manager in managers:
+        if any(manager.handlers.values()):
+            return True
+    return False
+
+
 def _direct_call(app, protocol, descriptor):
     """The direct call of one control method, or None if one of its params
     is of a type this module does not read itself."""
     fields = list(descriptor.in_message._type_info.items())
     names = [name for name, _ in fields]
-    readers = [_reader(cls) for _, cls in fields]
+    readers = [param_reader(cls) for _, cls in fields]
     if None in readers:
         return None
     count = len(names)
     function = descriptor.function
     write = protocol._result_writer(descriptor)
+    managers = event_managers(app, descriptor)
 
     def call(params, environ):
+        if listened(managers):
+            return NOT_DIRECT
         if type(params) is list:
             if len(params) != count:
                 return NOT_DIRECT
@@ -109,9 +133,28 @@ def _direct_call(app, protocol, descriptor):
             if value is NOT_DIRECT:
                 return NOT_DIRECT
             args.append(value)
-        return write([function(_Context(app, environ), *args)])
+        return write([function(ControlContext(app, environ), *args)])
 
     return call
+
+
+def control_descriptors(app):
+    """The descriptors of the control methods of spyne application ``app``
+    that may be answered directly: none where a call wrapper was put around
+    the methods (``Application.call_wrapper`` or a service class's
+    ``call_wrapper`` overridden: authentication, say), which only spyne's
+    pipeline runs."""
+    if type(app).call_wrapper is not Application.call_wrapper:
+        return
+    for descriptor in app.interface.method_id_map.values():
+        role = getattr(descriptor.function, "tasktypes_role", None)
+        if role is None or role.role not in _ROLES or descriptor.aux is not None:
+            continue
+        service = descriptor.service_class
+        if service is None or getattr(service.call_wrapper, "__func__", None) \
+                is not ServiceBase.call_wrapper.__func__:
+            continue
+        yield descriptor
 
 
 def direct_methods(app):
@@ -121,10 +164,7 @@ def direct_methods(app):
     method's Fault, or returns ``NOT_DIRECT``."""
     protocol = app.out_protocol
     found = {}
-    for descriptor in app.interface.method_id_map.values():
-        role = getattr(descriptor.function, "tasktypes_role", None)
-        if role is None or role.role not in _ROLES or descriptor.aux is not None:
-            continue
+    for descriptor in control_descriptors(app):
         call = _direct_call(app, protocol, descriptor)
         if call is not None:
             found[descriptor.name] = call

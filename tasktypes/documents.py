@@ -10,7 +10,6 @@ fails the task in both stores alike instead of failing the reply.
 
     doc = encode_result(task_type.returns, value)    # raises if it does not fit
     decode_result(task_type.returns, doc) == value
-    fit_result(task_type.returns, value) == value    # the same check, in memory
 
 A queued task's arguments wait in Redis the same way, as one document of
 the method's declared argument types (``encode_arguments``), read back by
@@ -46,13 +45,37 @@ def encode_result(returns, value, max_size=None):
     """What the body returned, as a JSON document of ``returns``; raises if
     the value does not fit the type, or its document has more than
     ``max_size`` bytes (``ResultTooLarge``)."""
+    if type(value) is int and _ints_come_back(returns):
+        # The round trip of a plain int gives this document and the int
+        # back: the same answer without spyne's context and walk (some
+        # 80 µs per task).
+        doc = _INT_DOCUMENT % value
+        if max_size is not None and len(doc) > max_size:
+            raise ResultTooLarge("the result is %d bytes as JSON, over the limit of %d "
+                                 "(TASKTYPES_MAX_RESULT)" % (len(doc), max_size))
+        return doc
     return _round_trip(returns, value, max_size)[0]
 
 
-def fit_result(returns, value, max_size=None):
-    """``value`` as a reader of its document would get it back; raises if it
-    does not fit ``returns`` or ``max_size`` (the thread store's check)."""
-    return _round_trip(returns, value, max_size)[1]
+_INT_DOCUMENT = '{"value": %d}'
+_int_types = {}  # returns -> whether an int comes back as itself
+
+
+def _ints_come_back(returns):
+    """Whether the round trip of ints through ``returns`` gives each back
+    unchanged in ``_INT_DOCUMENT``: found once per type, by trying."""
+    found = _int_types.get(returns)
+    if found is None:
+        found = True
+        try:
+            for probe in (0, 7, -12345, 2 ** 53 + 1, 10 ** 30):
+                doc, back = _round_trip(returns, probe, None)
+                if doc != _INT_DOCUMENT % probe or type(back) is not int or back != probe:
+                    found = False
+        except Exception:
+            found = False
+        _int_types[returns] = found
+    return found
 
 
 def _round_trip(returns, value, max_size):
@@ -108,8 +131,13 @@ def decode_arguments(types, doc):
 
 
 def decode_result(returns, doc):
+    """The value ``encode_result`` wrote as ``doc``."""
     if returns is None:
         return None
+    if _int_types.get(returns) and doc.startswith('{"value": ') and doc.endswith("}"):
+        digits = doc[10:-1]  # what encode_result's shortcut wrote
+        if digits.lstrip("-").isdigit() and digits.isascii():
+            return int(digits)
     ctx = FakeContext(in_string=[doc.encode("utf-8")])
     _JSON.create_in_document(ctx)
     return _JSON._doc_to_object(None, _wrapper(returns), ctx.in_document).value

@@ -128,6 +128,7 @@ from .model import TaskState, TaskStatus, new_task_id
 from .tasklog import MAX_LINES, READ_LIMIT, LogLine
 from .process_runner import ProcessRunner
 from .redis_queue import RedisQueue
+from .redis_quick import QuickCommands
 from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS, Store,
                     arguments_text)
 from .task_body import clamp_progress
@@ -137,9 +138,6 @@ from .defaults import (FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZE, HEARTBEAT_IN
 
 logger = logging.getLogger(__name__)
 
-
-_FIELDS = ("method", "status", "progress", "message", "starttime", "endtime",
-           "timed_out")
 
 # The one way a task ends, shared by the scripts below. KEYS: task, slots.
 # ARGV[1..4]: channel, task id, ttl ms, "1" to free the task's
@@ -165,19 +163,33 @@ _END = _END_TASK + """
 return end_task(ARGV[5], redis.call('HGET', KEYS[1], 'status'), {unpack(ARGV, 6)})
 """
 
-# ARGV[5]: server key prefix, ARGV[6]: now, ARGV[7]: message for a lost
-# task, then the fields to return. A queued or running task whose server has
-# no heartbeat is lost; it ended at its last sign of life (``alive``, renewed
-# by each heartbeat), not when somebody happens to read it.
-_READ = _END_TASK + """
-local status, server, alive = unpack(redis.call('HMGET', KEYS[1], 'status', 'server', 'alive'))
+# What a poll reads, in one short command (EVALSHA, the script, one key, two
+# arguments): a poll packs and sends few bytes, and only a task found lost
+# pays for more. KEYS: task. ARGV[1]: server key prefix, ARGV[2]: "1" to
+# read the result too. Returns method, status, progress, message,
+# starttime, endtime, timed_out, result (or nil), then, for a queued or
+# running task whose server has no heartbeat, its ``alive`` (its last sign
+# of life) or "": ``read`` then ends it as failed (``_END``, which checks
+# again that it is unfinished) and reads it again.
+_READ = """
+local values = redis.call('HMGET', KEYS[1], 'method', 'status', 'progress', 'message',
+                          'starttime', 'endtime', 'timed_out', 'server', 'alive')
+if ARGV[2] == '1' then values[10] = redis.call('HGET', KEYS[1], 'result') or false end
+local status, server = values[2], values[8]
+local lost = false
 if (status == 'queued' or status == 'running') and server
-   and redis.call('EXISTS', ARGV[5] .. server) == 0 then
-  end_task(' queued running ', status,
-           {'status', 'failed', 'message', ARGV[7], 'endtime', alive or ARGV[6]})
+   and redis.call('EXISTS', ARGV[1] .. server) == 0 then
+  lost = values[9] or ''
 end
-return redis.call('HMGET', KEYS[1], unpack(ARGV, 8))
+return {values[1], values[2], values[3], values[4], values[5], values[6], values[7],
+        values[10] or false, lost}
 """
+
+#: The message of a task whose server process (a web process running its own
+#: workers, or a worker service) stopped beating without ending it: it
+#: died, or lost Redis for longer than the heartbeat's TTL.
+_LOST_MESSAGE = ("the process running this task stopped answering (its heartbeat was "
+                 "lost: it died or lost its connection to Redis)")
 
 # KEYS: tasks of this server. ARGV: now, ttl ms, task list index. Keeps each
 # unfinished task alive, with its log and the task list's indexes (never
@@ -366,6 +378,7 @@ class RedisStore(Store):
         self._malformed = 0
         self._end = self.redis.register_script(_END)
         self._read = self.redis.register_script(_READ)
+        self._quick = QuickCommands(self.redis.connection_pool)  # for polls: see read
         self._renew = self.redis.register_script(_RENEW)
         self._beat = self.redis.register_script(_BEAT)
         self._append_log = self.redis.register_script(_APPEND_LOG)
@@ -461,22 +474,35 @@ class RedisStore(Store):
             known = self._finished.get(task_id, task_type.name)
             if known is not None:
                 return known
-        fields = _FIELDS + ("result",) if with_result else _FIELDS
-        values = self._read(
-            keys=[self._task_key % task_id, self._slots_key % task_type.key],
-            args=[self.channel, task_id, self._ended_ms, 1, self._server_prefix,
-                  time.time(), "the server process running this task stopped "
-                  "(its heartbeat was lost)"] + list(fields))
-        record = dict(zip(fields, values))
-        if record["method"] != task_type.name:
+        return self._read_state(task_type, task_id, with_result, True)
+
+    def _read_state(self, task_type, task_id, with_result, may_end_lost):
+        key = self._task_key % task_id
+        flag = 1 if with_result else 0
+        try:
+            values = self._quick.call("EVALSHA", self._read.sha, 1, key,
+                                      self._server_prefix, flag)
+        except redis.exceptions.NoScriptError:  # a Redis restarted: redis-py loads it
+            values = self._read(keys=[key], args=[self._server_prefix, flag])
+        method, status, progress, message, starttime, endtime, timed_out, result, lost \
+            = values
+        if lost is not None and may_end_lost:
+            # A reader that finds a task whose server is gone marks it failed,
+            # ended at its server's last sign of life; _END changes it only
+            # if it is still unfinished (it may have ended meanwhile). Then
+            # once more what it reads now (failed, or how it ended).
+            self._end(keys=[key, self._slots_key % task_type.key],
+                      args=[self.channel, task_id, self._ended_ms, 1, " queued running ",
+                            "status", "failed", "message", _LOST_MESSAGE,
+                            "endtime", lost or time.time()])
+            return self._read_state(task_type, task_id, with_result, False)
+        if method != task_type.name:
             raise TaskNotFound("no task %s of %s" % (task_id, task_type.name))
         state = TaskState(
-            task_id, record["method"], TaskStatus(record["status"]),
-            float(record["progress"] or 0), record["message"] or "",
-            float(record["starttime"] or 0), float(record["endtime"] or 0),
-            record["timed_out"] == "1")
+            task_id, method, TaskStatus(status), float(progress or 0), message or "",
+            float(starttime or 0), float(endtime or 0), timed_out == "1")
         if with_result and state.status is TaskStatus.DONE:
-            state.result = decode_result(task_type.returns, record["result"])
+            state.result = decode_result(task_type.returns, result)
         elif state.status.is_finished:
             self._finished.put(state, self.result_ttl)
         return state
@@ -622,6 +648,7 @@ class RedisStore(Store):
         self._closed.set()
         if self.runner is not None:
             self.runner.close(message)
+        self._quick.close()
 
     # task side: called by the runner in this server process
 

@@ -12,8 +12,11 @@ runs on and its result is discarded.
 """
 
 import collections
+import heapq
+import itertools
 import logging
 import threading
+import time
 
 from .documents import encode_result
 from .errors import Busy, TaskStopped
@@ -34,6 +37,7 @@ class ThreadRunner:
         self._idle = 0
         self._closed = False
         self._cond = threading.Condition()
+        self._limits = TimeLimits()
 
     def enqueue(self, task_type, task_id, args):
         with self._cond:
@@ -61,6 +65,7 @@ class ThreadRunner:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._limits.close()
 
     def _next(self):
         """The oldest waiting task whose method has a free slot (lock held)."""
@@ -94,18 +99,16 @@ class ThreadRunner:
         store = self.store
         if not store.start(task_id):
             return  # cancelled while queued
-        timer = None
+        limit = None
         if task_type.time_limit:
-            timer = threading.Timer(task_type.time_limit, store.fail,
-                                    (task_type, task_id, task_type.time_limit_message, True))
-            timer.daemon = True
-            timer.start()
+            limit = self._limits.watch(task_type.time_limit, store.fail,
+                                       (task_type, task_id, task_type.time_limit_message, True))
         try:
             with capturing(lambda line: store.append_log(task_id, [line])):
                 self._run_body(task_type, task_id, args)
         finally:
-            if timer is not None:
-                timer.cancel()
+            if limit is not None:
+                self._limits.cancel(limit)
 
     def _run_body(self, task_type, task_id, args):
         store = self.store
@@ -129,3 +132,72 @@ class ThreadRunner:
                            "the result cannot be stored: %s" % error_text(exc))
             else:
                 store.finish(task_type, task_id, doc)
+
+
+class TimeLimits:
+    """The time limits of running tasks, watched by one thread: what a
+    ``threading.Timer`` per task did, without starting a thread for each
+    task (some 90 µs of CPU per task). Cancelled limits leave the heap once
+    they are half of it, so a long limit that its task never reaches costs
+    no memory for long.
+
+        limit = limits.watch(seconds, function, args)   # function(*args) then
+        limits.cancel(limit)                            # unless cancelled first
+    """
+
+    def __init__(self):
+        self._heap = []  # [deadline, number, function, args]; function None: cancelled
+        self._numbers = itertools.count()
+        self._cancelled = 0  # cancelled entries still in the heap
+        self._cond = threading.Condition()
+        self._thread = None
+        self._closed = False
+
+    def watch(self, seconds, function, args):
+        limit = [time.monotonic() + seconds, next(self._numbers), function, args]
+        with self._cond:
+            heapq.heappush(self._heap, limit)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._watch, daemon=True,
+                                                name="tasktypes-time-limits")
+                self._thread.start()
+            elif self._heap[0] is limit:
+                self._cond.notify()  # sooner than what the thread waits for
+        return limit
+
+    def cancel(self, limit):
+        with self._cond:
+            if limit[2] is None:
+                return  # it fired (or was cancelled) already
+            limit[2] = limit[3] = None
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2] is not None]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _watch(self):
+        while True:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        return
+                    while self._heap and self._heap[0][2] is None:
+                        heapq.heappop(self._heap)
+                        self._cancelled -= 1
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
+                        limit = heapq.heappop(self._heap)
+                        function, args = limit[2], limit[3]
+                        limit[2] = limit[3] = None  # fired: cancel does nothing
+                        break
+                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            try:
+                function(*args)
+            except Exception:
+                logger.exception("a task's time limit could not be enforced")

@@ -7,6 +7,7 @@ class instead of spyne's generic walk per field per call; ``SoapApplication``
 serves the WSDL built once, addressed per request.
 """
 
+import io
 import re
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -109,9 +110,12 @@ def _described_missing(ctx, fault):
 
 
 class SoapApplication(WsgiApplication):
-    """spyne's WSGI server with the WSDL built once and addressed per request."""
+    """spyne's WSGI server with the WSDL built once and addressed per request,
+    and, given ``direct`` (a ``tasktypes.direct_soap.DirectSoap``), the
+    control methods answered without spyne's per-call machinery where the
+    request is plainly one control call."""
 
-    def __init__(self, app, public_url=None, max_body=None):
+    def __init__(self, app, public_url=None, max_body=None, direct=None):
         # spyne refuses bodies over its own max_content_length (2 MiB) with
         # Client.RequestTooLong: the application's limit (TASKTYPES_MAX_BODY,
         # HTTP 413 before reading) is the one that must hold.
@@ -120,6 +124,33 @@ class SoapApplication(WsgiApplication):
         self.doc.wsdl11.build_interface_document(_ADDRESS_PLACEHOLDER)
         self._wsdl = tidy_wsdl(self.doc.wsdl11.get_interface_document())
         self._wsdl_parts = self._wsdl.split(_ADDRESS_PLACEHOLDER.encode())
+        self.direct = direct if direct is not None and direct.methods else None
+
+    def __call__(self, environ, start_response, wsgi_url=None):
+        if self.direct is not None and environ.get("REQUEST_METHOD") == "POST":
+            reply = self._direct_reply(environ)
+            if reply is not None:
+                status, body = reply
+                start_response(status, [("Content-Type", self.direct.mime_type),
+                                        ("Content-Length", str(len(body)))])
+                return [body]
+        return super().__call__(environ, start_response, wsgi_url)
+
+    def _direct_reply(self, environ):
+        """(status, bytes) from the direct path, or None for spyne's. Only
+        where no one listens to spyne's events, which that path skips."""
+        content_type = environ.get("CONTENT_TYPE")
+        length = environ.get("CONTENT_LENGTH")
+        if not content_type or not length or not length.isdigit() \
+                or int(length) > self.direct.max_body \
+                or content_type.lstrip().lower().startswith("multipart/") \
+                or any(self.event_manager.handlers.values()):
+            return None  # the method's own listeners: DirectSoap.reply
+        body = environ["wsgi.input"].read(int(length))
+        reply = self.direct.reply(body, content_type, environ)
+        if reply is None:  # spyne reads the same bytes again
+            environ["wsgi.input"] = io.BytesIO(body)
+        return reply
 
     def handle_wsdl_request(self, environ, start_response, url):
         address = self.public_url or request_url(environ)
@@ -192,5 +223,50 @@ class FastSoap11(Soap11):
                     or self.serialization_handlers[field_cls] != self.modelbase_to_parent:
                 return None
             fields.append((attr, "{%s}%s" % (ns, attr), field_cls,
-                           self._to_unicode_handlers[field_cls], fa.min_occurs > 0))
+                           self._to_text(field_cls, fa), fa.min_occurs > 0))
         return None, fields
+
+    def plan_fields(self, cls):
+        """The plan's fields of ``cls``, ``(attr, tag, field class, to_text,
+        required)`` each, or None if instances of ``cls`` are not written by
+        a plan (then ``complex_to_parent`` must not be called for one
+        directly)."""
+        if not (isinstance(cls, type) and issubclass(cls, ComplexModelBase)):
+            return None
+        plan = self._plans.get(cls)
+        if plan is None:
+            plan = self._plans[cls] = self._plan(cls) or False
+        return None if plan is False else plan[1]
+
+    def _to_text(self, field_cls, attrs):
+        """spyne's to-text handler of a field class, or the same thing
+        without its class-attribute lookups and debug logging for integers,
+        doubles and strings with no format (``OutProtocolBase``'s
+        ``integer_to_unicode``, ``double_to_unicode``, ``unicode_to_unicode``,
+        spyne 2.14)."""
+        handler = self._to_unicode_handlers[field_cls]
+        if attrs.str_format is not None or attrs.format is not None:
+            return handler
+        if handler == self.integer_to_unicode:
+            return _integer_text
+        if handler == self.double_to_unicode:
+            return _double_text
+        if handler == self.unicode_to_unicode:
+            def unicode_text(cls, value):
+                return value if type(value) is str else handler(cls, value)
+            return unicode_text
+        return handler
+
+
+def _integer_text(cls, value):
+    int(value)  # spyne's sanity check: a TypeError or ValueError as there
+    return str(value)
+
+
+def _double_text(cls, value):
+    float(value)  # the same
+    return repr(value)
+
+
+#: The to-text functions of plans whose texts are plain ASCII numbers.
+NUMBER_TEXTS = frozenset((_integer_text, _double_text))

@@ -48,10 +48,10 @@ def rpc(method, params, id=1):
 
 def finished(app, method, params):
     task_id = json.loads(call(app, rpc(method, params))[1])["result"]["task_id"]
+    # one read per check: two (one "not running", the next "not queued")
+    # passed for a task that went from queued to running between them
     wait_until(lambda: json.loads(call(app, rpc(method + "_progress", [task_id]))[1])
-               ["result"]["status"] != "running"
-               and json.loads(call(app, rpc(method + "_progress", [task_id]))[1])
-               ["result"]["status"] != "queued")
+               ["result"]["status"] not in ("queued", "running"))
     return task_id
 
 

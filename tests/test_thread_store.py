@@ -150,3 +150,53 @@ def test_max_wait_bounds_a_whole_batch_of_waits(served):
     with pytest.raises(JsonRpcError) as info:
         jsonrpc(url, "silent_result", task_id)
     assert info.value.code == -32002
+
+
+def test_time_limits_fire_in_order_and_cancelled_ones_never():
+    """Guards: the one thread that watches every task's time limit
+    (``runner.TimeLimits``) fires each limit once, soonest first, never a
+    cancelled one, and does not keep cancelled limits (a 1 h limit of a
+    task that ended in 1 ms) until their hour is up."""
+    import threading
+
+    from tasktypes.runner import TimeLimits
+    limits = TimeLimits()
+    fired = []
+    done = threading.Event()
+    try:
+        limits.watch(0.3, fired.append, ("late",))
+        limits.watch(0.05, fired.append, ("early",))
+        limits.cancel(limits.watch(0.1, fired.append, ("cancelled",)))
+        limits.watch(0.5, done.set, ())
+        assert done.wait(10)
+        assert fired == ["early", "late"]
+        for _ in range(10_000):
+            limits.cancel(limits.watch(3600, fired.append, ("never",)))
+        assert len(limits._heap) < 200
+    finally:
+        limits.close()
+
+
+@pytest.mark.parametrize("value", [0, 1, -1, 5, 2 ** 31, -(2 ** 63), 10 ** 40, True, 2.5, "5"])
+def test_int_results_fit_as_their_round_trip_does(value):
+    """Guards the shortcut for plain int results (no spyne round trip): the
+    document and the value read back are the round trip's, and so is
+    ResultTooLarge at the same size."""
+    from spyne import Boolean, Integer, Integer32, Unicode
+
+    from tasktypes.documents import ResultTooLarge, _round_trip, decode_result, encode_result
+
+    for returns in (Integer, Integer32, Unicode, Boolean, None):
+        try:
+            doc, expected = _round_trip(returns, value, None)
+        except Exception as exc:
+            with pytest.raises(type(exc)):
+                encode_result(returns, value)
+            continue
+        got_doc = encode_result(returns, value)
+        got = decode_result(returns, got_doc)
+        assert got_doc == doc and (type(got), got) == (type(expected), expected)
+        assert encode_result(returns, value, len(doc)) == doc
+        if returns is not None:  # None: no document is kept
+            with pytest.raises(ResultTooLarge):
+                encode_result(returns, value, len(doc) - 1)
