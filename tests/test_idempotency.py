@@ -29,13 +29,18 @@ from tasktypes.store import ThreadStore
 TOKEN = "idempotency-test-token"
 
 
-def _env(store, redis_server, **settings):
+def _env(store, redis_server, db=0, **settings):
+    """A server's environment; ``db``: its Redis database. Every process that
+    runs tasks takes them from its database's one queue, and fails one of a
+    type it has not loaded, so the module's long-lived server keeps to a
+    database of its own, away from the stores of the tests beside it."""
     env = {"TASKTYPES_ADMIN_TOKEN": TOKEN}
     env.update({"TASKTYPES_" + name.upper(): str(value) for name, value in settings.items()})
     if store == "redis":
         if redis_server.proc is None:
             redis_server.start()
-        env.update(TASKTYPES_STORE="redis", TASKTYPES_REDIS_URL=redis_server.url)
+        url = "%s/%d" % (redis_server.url.rsplit("/", 1)[0], db)
+        env.update(TASKTYPES_STORE="redis", TASKTYPES_REDIS_URL=url)
     return env
 
 
@@ -45,7 +50,7 @@ def server(request):
     of its own and counts tasks by the change it makes."""
     redis_server = request.getfixturevalue("redis_server") \
         if request.param == "redis" else None
-    proc = ServiceProcess(_env(request.param, redis_server))
+    proc = ServiceProcess(_env(request.param, redis_server, db=1))
     yield proc
     proc.stop()
     if redis_server is not None:
