@@ -145,7 +145,8 @@ def _main_module_hidden():
 
 def task_type_of(key):
     """The task type of ``key`` if a service module loaded here defines it,
-    else None. Never imported by the name read from Redis: whoever can write
+    else None: a task of another type is left to a worker that has it
+    (parked). Never imported by the name read from Redis: whoever can write
     to Redis must not choose what this process imports."""
     return TASK_TYPES.get(key)
 
@@ -555,6 +556,12 @@ class ProcessRunner:
                     return
                 self._starting = set()
             try:
+                if claimed is not None and task_type_of(claimed.key) is None:
+                    # not a type of ours: parked for a worker that has it
+                    self.store.park(claimed.task_id, claimed.entry)
+                    with self.lock:
+                        self.waiting.remove(claimed)
+                    continue
                 if claimed is not None:
                     worker = self.pool.idle_worker()
                     outcome, args = self.store.start_claimed(claimed.task_id, claimed.entry,
@@ -570,7 +577,7 @@ class ProcessRunner:
                             self._try_parked = False
                         return
                     worker = self.pool.idle_worker()
-                    taken = self.store.take_parked(worker.process.pid)
+                    taken = self.store.take_parked(worker.process.pid, list(TASK_TYPES))
                     if taken is None:
                         with self.lock:
                             self._try_parked = False
@@ -582,15 +589,7 @@ class ProcessRunner:
             finally:
                 with self.lock:
                     ended_meanwhile, self._starting = self._starting, None
-            task_type = task_type_of(key)
-            if task_type is None:
-                stand_in = TaskType(key.rpartition(".")[2], key, None, None, None, None)
-                logger.error("task %d: no task type %.200s here", task_id, key)
-                self._write(self.store.fail, stand_in, task_id,
-                            "no task type %.200s in the worker that took it (its service "
-                            "module is not loaded there)" % key)
-                continue
-            self._hand(worker, task_type, task_id, args, task_id in ended_meanwhile)
+            self._hand(worker, task_type_of(key), task_id, args, task_id in ended_meanwhile)
 
     def _hand(self, worker, task_type, task_id, args, stop):
         """Give a started task to ``worker``."""

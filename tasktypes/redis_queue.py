@@ -36,7 +36,9 @@ Redis layout (besides the task hash, see ``redis_store``):
     start in the order they were submitted, as soon as a slot frees
     anywhere (each ``ended`` message and each heartbeat make a worker look).
     A worker service that stops parks the entries it had claimed but not
-    started, so they run elsewhere at once.
+    started, so they run elsewhere at once; a worker parks an entry of a
+    task type it has not loaded, and takes parked tasks of its own types
+    only, so a task waits for a worker that has its service module.
 
 Starting is one Lua script (``start``, ``take_parked``): the task's status
 goes from ``queued`` to ``running`` only if it is still queued, its
@@ -135,17 +137,20 @@ end
 return {'started', start_task(task)}
 """
 
-# KEYS: parked. ARGV as _START_TASK, then [11] how many to look at. The
-# oldest parked task whose method has a free slot, started: {id, key, args};
-# false if none may start. Tasks no longer queued are dropped on the way.
+# KEYS: parked. ARGV as _START_TASK, then [11] how many to look at, [12] the
+# task type keys this worker runs, one a line. The oldest parked task of
+# those whose method has a free slot, started: {id, key, args}; false if none
+# may start. Tasks no longer queued are dropped on the way.
 _TAKE_PARKED = _START_TASK + """
 local full = {}
+local known = {}
+for key in string.gmatch(ARGV[12], '[^\\n]+') do known[key] = true end
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[11]) - 1)) do
   local task = ARGV[1] .. id
   local status, key, limit = unpack(redis.call('HMGET', task, 'status', 'key', 'limit'))
   if status ~= 'queued' then
     redis.call('ZREM', KEYS[1], id)
-  elseif not full[key] then
+  elseif known[key] and not full[key] then
     limit = tonumber(limit) or 0
     if limit == 0 or take_slot(ARGV[2] .. key, limit, id, tonumber(ARGV[3])) then
       redis.call('ZREM', KEYS[1], id)
@@ -291,11 +296,11 @@ class RedisQueue:
                             args=common + [self.ttl_ms, GROUP, task_id, entry_id])
         return reply[0], (reply[1] if len(reply) > 1 else None)
 
-    def take_parked(self, common, scan):
-        """The oldest parked task that may start now, started:
-        ``(task_id, type_key, args document)`` or None."""
+    def take_parked(self, common, scan, known):
+        """The oldest parked task of a type in ``known`` (keys) that may
+        start now, started: ``(task_id, type_key, args document)`` or None."""
         reply = self._take_parked(keys=[self.parked_key],
-                                  args=common + [self.ttl_ms, scan])
+                                  args=common + [self.ttl_ms, scan, "\n".join(known)])
         if not reply:
             return None
         return int(reply[0]), reply[1], reply[2]

@@ -19,7 +19,8 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     ``progress``, ``message``, ``starttime``, ``endtime``, ``timed_out``,
     ``args`` (a JSON document of the method's declared argument types),
     ``limit`` (its ``_max_running``, 0 for none), ``entry`` (its queue
-    entry), ``result`` (a JSON document of the method's declared return
+    entry), ``ttl`` (the result TTL in ms of the process that accepted it:
+    the task is kept that long after its end, whoever ends it), ``result`` (a JSON document of the method's declared return
     type: nothing is ever a pickle), and, once started, ``server`` (the
     process that runs it), ``pid`` (the worker process) and ``alive`` (that
     server's last heartbeat while the task was unfinished). Every status change is a Lua
@@ -151,8 +152,11 @@ local function end_task(allowed, status, fields)
     return 0
   end
   redis.call('HSET', KEYS[1], unpack(fields))
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('PEXPIRE', KEYS[1] .. ':log', ARGV[3])
+  -- kept for the result TTL of the process that accepted it (``ttl``),
+  -- whichever process ends it
+  local ttl = redis.call('HGET', KEYS[1], 'ttl') or ARGV[3]
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[1] .. ':log', ttl)
   redis.call('PUBLISH', ARGV[1], ARGV[2])
   return 1
 end
@@ -432,6 +436,7 @@ class RedisStore(Store):
             "method": task_type.name, "key": task_type.key, "status": "queued",
             "progress": 0.0, "message": "", "starttime": 0.0, "endtime": 0.0,
             "timed_out": 0, "submitted": repr(now), "limit": task_type.max_running or 0,
+            "ttl": self._ended_ms,
             "arguments": arguments_text(task_type, args),
             "args": encode_arguments(task_type.arg_types, args)}
         try:
@@ -664,10 +669,11 @@ class RedisStore(Store):
         return self.queue.start(task_id, entry, self._starting(pid))
 
     @unavailable
-    def take_parked(self, pid):
-        """Start the oldest parked task that may start now, in worker
-        ``pid``: ``(task_id, key, args document)`` or None."""
-        return self.queue.take_parked(self._starting(pid), PARKED_SCAN)
+    def take_parked(self, pid, known):
+        """Start the oldest parked task of the task type keys ``known`` that
+        may start now, in worker ``pid``: ``(task_id, key, args document)``
+        or None."""
+        return self.queue.take_parked(self._starting(pid), PARKED_SCAN, known)
 
     @unavailable
     def parked_waiting(self):

@@ -37,13 +37,14 @@ class WorkerService:
     checkout (where wsgi.py is), loading the shipped service and the test
     fixtures; started once its log says it takes tasks."""
 
-    def __init__(self, redis_url, workers=2, grace=None, env=None):
+    def __init__(self, redis_url, workers=2, grace=None, env=None,
+                 modules=("service", "fixtures")):
         self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-worker-", suffix=".log",
                                                delete=False)
         env = dict(env or {}, TASKTYPES_STORE="redis", TASKTYPES_REDIS_URL=redis_url,
                    TASKTYPES_WORKERS=str(workers), PYTHONPATH=TESTS,
                    PYTHONUNBUFFERED="1")
-        argv = [sys.executable, "-m", "tasktypes.worker", "service", "fixtures"]
+        argv = [sys.executable, "-m", "tasktypes.worker", *modules]
         if grace is not None:
             argv += ["--grace", str(grace)]
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=clean_environ(env),
@@ -244,11 +245,16 @@ def test_cancel_and_max_running_across_two_worker_services(redis_url, submitter,
     assert submitter.cancel(tt, never).status is TaskStatus.CANCELLED
     most = 0
 
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+
     def all_ended():
         nonlocal most
-        now = statuses(submitter, tt, ids)
-        most = max(most, now.count(TaskStatus.RUNNING))
-        return all(s.is_finished for s in now)
+        with client.pipeline(transaction=True) as pipe:  # one atomic snapshot
+            for i in ids:
+                pipe.hget(KEY_PREFIX + "task:%d" % i, "status")
+            now = pipe.execute()
+        most = max(most, now.count("running"))
+        return all(s in ("done", "failed", "cancelled") for s in now)
     wait_until(all_ended, 30, interval=0.01)
     assert most == 2
     assert [runs(redis_url, i) for i in ids] == [1, 1, 1, 1, 0, 1]
@@ -272,6 +278,21 @@ def test_a_method_at_its_limit_does_not_hold_up_others(redis_url, submitter,
     assert statuses(submitter, pair, held).count(TaskStatus.QUEUED) == 1
     for task_id in held:
         assert submitter.wait(pair, task_id, 15).status is TaskStatus.DONE
+
+
+def test_a_task_waits_for_a_worker_that_has_its_type(redis_url, submitter,
+                                                     worker_service):
+    """A worker service without the fixtures module leaves their tasks
+    queued (parked), never failed; one that has it runs them."""
+    tt = task_type("counted")
+    worker_service(workers=2, modules=("service",))
+    task_id = submitter.submit(tt, (0.0,)).task_id
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    wait_until(lambda: client.zscore(KEY_PREFIX + "parked", task_id) is not None, 10)
+    assert submitter.read(tt, task_id).status is TaskStatus.QUEUED
+    worker_service(workers=1)
+    assert submitter.wait(tt, task_id, 15).status is TaskStatus.DONE
+    assert runs(redis_url, task_id) == 1
 
 
 # -- the bound of the queue -----------------------------------------------------
