@@ -150,6 +150,11 @@ FINISHED_CACHE_SECONDS = 60.0
 #: Tasks queued in Redis at once, deployment-wide (submissions get
 #: Server.Busy beyond): the bound of the stream and the parked set together.
 MAX_QUEUED = 10_000
+#: Bytes of a Redis-store task's arguments as JSON: they wait in Redis
+#: until a worker takes them, so MAX_QUEUED of them must fit there (with the
+#: request limit alone, 10,000 bodies of 10 MB). Larger ones are a client
+#: fault at submit.
+MAX_ARGUMENTS = 1024 * 1024
 #: Seconds a task may wait queued in Redis before its record expires (a
 #: worker that reaches it later drops it).
 MAX_QUEUED_WAIT = 7 * 24 * 3600

@@ -24,6 +24,10 @@ from spyne.protocol.json import JsonDocument
 # get_json_as_object build a new one per call, which costs more than the
 # document itself.
 _JSON = JsonDocument(ignore_wrappers=True, complex_as=dict)
+# Arguments read back from Redis are checked against their declared types
+# and bounds again (soft validation, as spyne checks a request's): whoever
+# can write to Redis must not hand a body what no client could send.
+_VALIDATING = JsonDocument(ignore_wrappers=True, complex_as=dict, validator="soft")
 _wrappers = {}
 
 
@@ -120,13 +124,14 @@ def encode_arguments(types, args):
 
 
 def decode_arguments(types, doc):
-    """The positional arguments ``encode_arguments`` wrote, as a tuple."""
+    """The positional arguments ``encode_arguments`` wrote, as a tuple;
+    raises spyne's ``ValidationError`` if they do not fit their types."""
     if not types:
         return ()
     wrapper = _arguments_wrapper(types)
     ctx = FakeContext(in_string=[doc.encode("utf-8")])
-    _JSON.create_in_document(ctx)
-    value = _JSON._doc_to_object(None, wrapper, ctx.in_document)
+    _VALIDATING.create_in_document(ctx)
+    value = _VALIDATING._doc_to_object(None, wrapper, ctx.in_document, _VALIDATING.validator)
     return tuple(getattr(value, "a%d" % i) for i in range(len(types)))
 
 

@@ -125,9 +125,16 @@ return entry
 # {"parked"} (its method is at its limit: the entry moves to the parked set).
 _START = _START_TASK + """
 local task = ARGV[1] .. ARGV[12]
-local status, key, limit = unpack(redis.call('HMGET', task, 'status', 'key', 'limit'))
+local status, key, limit, server = unpack(redis.call('HMGET', task, 'status', 'key', 'limit',
+                                                     'server'))
 redis.call('XACK', KEYS[1], ARGV[11], ARGV[13])
 redis.call('XDEL', KEYS[1], ARGV[13])
+if status == 'running' and server == ARGV[6] then
+  -- Started by this very server, whose runner did not get the reply (a
+  -- resend after a lost reply, or its retry): it is in none of its workers,
+  -- so it starts again here rather than stay 'running' with a live heartbeat.
+  return {'started', start_task(task)}
+end
 if status ~= 'queued' then return {'gone'} end
 limit = tonumber(limit) or 0
 if limit > 0 and not take_slot(ARGV[2] .. key, limit, ARGV[12], tonumber(ARGV[3])) then

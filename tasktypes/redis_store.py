@@ -123,7 +123,7 @@ from redis.retry import Retry
 from .decorator import TASK_TYPES
 from . import idempotency
 from .documents import decode_result, encode_arguments
-from .errors import StoreUnavailable, TaskNotFound, TaskStopped
+from .errors import Busy, StoreUnavailable, TaskNotFound, TaskStopped, ValidationError
 from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text
 from .model import TaskState, TaskStatus, new_task_id
 from .tasklog import MAX_LINES, READ_LIMIT, LogLine
@@ -133,7 +133,7 @@ from .redis_quick import QuickCommands
 from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS, Store,
                     arguments_text)
 from .task_body import clamp_progress
-from .defaults import (FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZE, HEARTBEAT_INTERVAL,
+from .defaults import (MAX_ARGUMENTS, FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZE, HEARTBEAT_INTERVAL,
                        HEARTBEAT_TTL, IDEMPOTENCY_PENDING, KEY_PREFIX, MAX_QUEUED,
                        MAX_QUEUED_WAIT, PARKED_SCAN, PROGRESS_INTERVAL, SOCKET_TIMEOUT)
 
@@ -174,11 +174,12 @@ return end_task(ARGV[5], redis.call('HGET', KEYS[1], 'status'), {unpack(ARGV, 6)
 # starttime, endtime, timed_out, result (or nil), then, for a queued or
 # running task whose server has no heartbeat, its ``alive`` (its last sign
 # of life) or "": ``read`` then ends it as failed (``_END``, which checks
-# again that it is unfinished) and reads it again.
+# again that it is unfinished) and reads it again; last the task's ``ttl``
+# (ms: the result TTL of the process that accepted it).
 _READ = """
 local values = redis.call('HMGET', KEYS[1], 'method', 'status', 'progress', 'message',
-                          'starttime', 'endtime', 'timed_out', 'server', 'alive')
-if ARGV[2] == '1' then values[10] = redis.call('HGET', KEYS[1], 'result') or false end
+                          'starttime', 'endtime', 'timed_out', 'server', 'alive', 'ttl')
+if ARGV[2] == '1' then values[11] = redis.call('HGET', KEYS[1], 'result') or false end
 local status, server = values[2], values[8]
 local lost = false
 if (status == 'queued' or status == 'running') and server
@@ -186,7 +187,7 @@ if (status == 'queued' or status == 'running') and server
   lost = values[9] or ''
 end
 return {values[1], values[2], values[3], values[4], values[5], values[6], values[7],
-        values[10] or false, lost}
+        values[11] or false, lost, values[10] or false}
 """
 
 #: The message of a task whose server process (a web process running its own
@@ -258,6 +259,8 @@ return {method, redis.call('LRANGE', KEYS[2], start, start + tonumber(ARGV[2]) -
 # pending ms ago). An older claim without its task is taken over.
 _CLAIM = """
 local held = redis.call('GET', KEYS[1])
+-- our own claim already: this very call, resent after a lost reply
+if held == ARGV[1] then return {'claimed', held} end
 if held then
   local id = string.match(held, '^(%d+) ')
   if id and redis.call('EXISTS', ARGV[3] .. id) == 1 then return {'found', held} end
@@ -350,6 +353,7 @@ class RedisStore(Store):
     #: process, so only a read finds its tasks lost. (Tests make it long to
     #: prove that the wake-up comes from the channel.)
     reread_interval = HEARTBEAT_INTERVAL
+    max_arguments = MAX_ARGUMENTS  # bytes of a task's arguments as JSON (defaults.py)
     #: Seconds between the heartbeats the runner beats for this store.
     heartbeat_interval = HEARTBEAT_INTERVAL
     #: Until when (monotonic) calls fail at once: Redis timed out (see ``unavailable``).
@@ -424,6 +428,11 @@ class RedisStore(Store):
         (``RedisQueue.submit``); ``server`` is set by whoever starts it.
         With an ``idempotency_key``, the key is claimed first (``_CLAIM``):
         a retry gets the first task's id and writes nothing."""
+        args_doc = encode_arguments(task_type.arg_types, args)
+        if len(args_doc) > self.max_arguments:
+            raise ValidationError("the arguments are %d bytes as JSON, over the limit of %d "
+                                  "for a task that waits in Redis"
+                                  % (len(args_doc), self.max_arguments))
         task_id = new_task_id()
         claimed = None
         if idempotency_key is not None:
@@ -438,14 +447,18 @@ class RedisStore(Store):
             "timed_out": 0, "submitted": repr(now), "limit": task_type.max_running or 0,
             "ttl": self._ended_ms,
             "arguments": arguments_text(task_type, args),
-            "args": encode_arguments(task_type.arg_types, args)}
+            "args": args_doc}
         try:
             self.queue.submit(self._task_key % task_id, task_id, task_type.key, fields,
                               self.max_queued, self._queued_ms,
                               (self._index_key, "%s:%s" % (self._index_key, task_type.name)),
                               self._unfinished_ms, self.max_indexed, now)
-        except Exception:
-            if claimed is not None:  # refused (Busy) or unwritten: the key is free again
+        except Busy:
+            # refused, nothing written: the key is free again. After any other
+            # failure (a timeout, a lost reply) the task may exist: the claim
+            # stays, and a retry finds the task, or takes the claim over after
+            # IDEMPOTENCY_PENDING if it was never written.
+            if claimed is not None:
                 self.redis.delete(claimed)
             raise
         return TaskState(task_id, task_type.name)
@@ -489,27 +502,29 @@ class RedisStore(Store):
                                       self._server_prefix, flag)
         except redis.exceptions.NoScriptError:  # a Redis restarted: redis-py loads it
             values = self._read(keys=[key], args=[self._server_prefix, flag])
-        method, status, progress, message, starttime, endtime, timed_out, result, lost \
+        method, status, progress, message, starttime, endtime, timed_out, result, lost, ttl \
             = values
+        if method != task_type.name:
+            raise TaskNotFound("no task %s of %s" % (task_id, task_type.name))
+        # kept for the result TTL of the process that accepted it
+        ended_ms = int(ttl) if ttl else self._ended_ms
         if lost is not None and may_end_lost:
             # A reader that finds a task whose server is gone marks it failed,
             # ended at its server's last sign of life; _END changes it only
             # if it is still unfinished (it may have ended meanwhile). Then
             # once more what it reads now (failed, or how it ended).
             self._end(keys=[key, self._slots_key % task_type.key],
-                      args=[self.channel, task_id, self._ended_ms, 1, " queued running ",
+                      args=[self.channel, task_id, ended_ms, 1, " queued running ",
                             "status", "failed", "message", _LOST_MESSAGE,
                             "endtime", lost or time.time()])
             return self._read_state(task_type, task_id, with_result, False)
-        if method != task_type.name:
-            raise TaskNotFound("no task %s of %s" % (task_id, task_type.name))
         state = TaskState(
             task_id, method, TaskStatus(status), float(progress or 0), message or "",
             float(starttime or 0), float(endtime or 0), timed_out == "1")
         if with_result and state.status is TaskStatus.DONE:
             state.result = decode_result(task_type.returns, result)
         elif state.status.is_finished:
-            self._finished.put(state, self.result_ttl)
+            self._finished.put(state, ended_ms / 1000)
         return state
 
     @unavailable

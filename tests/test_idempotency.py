@@ -523,3 +523,19 @@ def test_a_bare_spyne_application_checks_the_key_too():
         assert "bad Idempotency-Key header" in error["message"]
         key = new_key()
         assert submit(url, "add", [1, 2], key) == submit(url, "add", [1, 2], key)
+
+
+def test_a_resent_claim_is_the_same_claim(redis_url):
+    """Guards _CLAIM against redis-py's resend after a lost reply: the
+    script finding its own value answers 'claimed', not 'pending' (which
+    would hold the submit up to IDEMPOTENCY_PENDING)."""
+    from tasktypes.redis_store import RedisStore
+    store = RedisStore(redis_url, workers=0, result_ttl=60)
+    try:
+        args = ["12345 abc", 60_000, "tasktypes:task:", 10_000]
+        name = "tasktypes:idempotency:add:resent"
+        assert store._claim(keys=[name], args=args) == ["claimed", "12345 abc"]
+        assert store._claim(keys=[name], args=args) == ["claimed", "12345 abc"]
+        assert store._claim(keys=[name], args=["999 abc"] + args[1:])[0] == "pending"
+    finally:
+        store.close()

@@ -22,7 +22,7 @@ from fixtures import runs, task_type
 from service import TaskService
 
 from tasktypes.defaults import CLAIM_IDLE, HEARTBEAT_TTL
-from tasktypes.errors import Busy
+from tasktypes.errors import Busy, TaskNotFound
 from tasktypes.model import TaskStatus
 from tasktypes.redis_queue import GROUP
 from tasktypes.redis_store import KEY_PREFIX, RedisStore
@@ -352,6 +352,9 @@ def test_a_task_starts_once_whoever_holds_its_entry(redis_url, submitter):
         assert outcome == "started" and args == '{"a0": 0.0}'
         assert first.start_claimed(task_id, entry, 4343) == ("gone", None)
         assert submitter.read(tt, task_id).status is TaskStatus.RUNNING
+        # the winner asking again (its reply was lost, or redis-py resent the
+        # script) starts it again rather than leave it running in no worker
+        assert second.start_claimed(task_id, entry, 4242) == ("started", '{"a0": 0.0}')
 
         cancelled = submitter.submit(tt, (0.0,)).task_id
         [(claimed_id, _, entry)] = first.claim(1, 100)
@@ -387,3 +390,50 @@ def test_the_worker_runs_on_a_server_install(redis_url, submitter):
         log.seek(0)
         output = log.read().decode()
     assert "task types: cloneInstance, countdown" in output, output
+
+
+def test_arguments_are_bounded_and_checked_again_in_the_worker(redis_url, submitter):
+    """Guards what a queued task's arguments may cost Redis (a client fault
+    over MAX_ARGUMENTS, nothing written, no Idempotency-Key left claimed)
+    and that a worker checks what it reads back: arguments changed in Redis
+    to what no client could send (countdown's steps are at most 10,000)
+    fail the task instead of reaching the body."""
+    from tasktypes.errors import ValidationError
+    echo_type = task_type("info")
+    submitter.max_arguments = 100
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    with pytest.raises(ValidationError) as caught:
+        submitter.submit(echo_type, ("x" * 200,), idempotency_key="big")
+    assert "over the limit of 100" in caught.value.faultstring
+    assert client.keys("*") == []
+    submitter.max_arguments = 1024
+
+    countdown = TaskService.public_methods["countdown"].function.task_type
+    task_id = submitter.submit(countdown, (1, 0.0)).task_id
+    client.hset(KEY_PREFIX + "task:%d" % task_id, "args", '{"a0": 99999, "a1": 0.0}')
+    store = RedisStore(redis_url, workers=1)
+    try:
+        state = store.wait(countdown, task_id, 30)
+        assert state.status is TaskStatus.FAILED, state
+        assert "could not be validated" in state.message
+    finally:
+        store.close()
+
+
+def test_a_task_is_kept_for_its_accepting_process_result_ttl(redis_url):
+    """Guards the per-task TTL: a task accepted by a process with a result
+    TTL of 1 s is gone after it, also for a process with a TTL of an hour
+    that ran it and read it finished (its cache of finished states keeps
+    nothing past the task's own expiry)."""
+    tt = task_type("add")
+    accepting = RedisStore(redis_url, workers=0, result_ttl=1)
+    running = RedisStore(redis_url, workers=1, result_ttl=3600)
+    try:
+        task_id = accepting.submit(tt, (2, 3)).task_id
+        assert running.wait(tt, task_id, 30).status is TaskStatus.DONE
+        assert running.read(tt, task_id).status is TaskStatus.DONE  # cached now
+        with pytest.raises(TaskNotFound):
+            wait_until(lambda: running.read(tt, task_id) and False, timeout=10, interval=0.2)
+    finally:
+        accepting.close()
+        running.close()
