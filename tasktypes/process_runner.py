@@ -559,15 +559,13 @@ class ProcessRunner:
                 if claimed is not None and task_type_of(claimed.key) is None:
                     # not a type of ours: parked for a worker that has it
                     self.store.park(claimed.task_id, claimed.entry)
-                    with self.lock:
-                        self.waiting.remove(claimed)
+                    self._unwait(claimed)
                     continue
                 if claimed is not None:
                     worker = self.pool.idle_worker()
                     outcome, args = self.store.start_claimed(claimed.task_id, claimed.entry,
                                                      worker.process.pid)
-                    with self.lock:
-                        self.waiting.remove(claimed)
+                    self._unwait(claimed)
                     if outcome != "started":
                         continue  # "gone" (cancelled) or "parked"
                     task_id, key = claimed.task_id, claimed.key
@@ -590,6 +588,14 @@ class ProcessRunner:
                 with self.lock:
                     ended_meanwhile, self._starting = self._starting, None
             self._hand(worker, task_type_of(key), task_id, args, task_id in ended_meanwhile)
+
+    def _unwait(self, claimed):
+        """``claimed`` is dealt with: off the waiting list, unless a drain
+        or close took the list meanwhile (and parked it: the start script
+        finds it started, or the parked one is started once)."""
+        with self.lock:
+            if claimed in self.waiting:
+                self.waiting.remove(claimed)
 
     def _hand(self, worker, task_type, task_id, args, stop):
         """Give a started task to ``worker``."""
