@@ -171,7 +171,8 @@ def test_sigterm_lets_running_tasks_finish(redis_url, submitter, worker_service)
     exits 0, and a task still queued runs on the next worker service."""
     tt = task_type("counted")
     service = worker_service(workers=2, grace=30)
-    running = [submitter.submit(tt, (2.0,)).task_id for _ in range(2)]
+    # long enough that both still run when the signal is handled, on a busy machine too
+    running = [submitter.submit(tt, (5.0,)).task_id for _ in range(2)]
     wait_until(lambda: statuses(submitter, tt, running) == [TaskStatus.RUNNING] * 2, 15)
     queued = submitter.submit(tt, (0.1,)).task_id
     service.proc.send_signal(signal.SIGTERM)
