@@ -93,10 +93,15 @@ def listened(managers):
     """Whether anyone listens on these event managers: then a call goes
     through spyne, which fires the events a direct answer skips (a
     ``method_call`` listener that checks credentials, say). Asked per call:
-    listeners may come at any time."""
+    listeners may come at any time. tasktypes' own listeners (marked
+    ``tasktypes_own``: the JSON-RPC server's note of a method's exception,
+    for its log line and its InternalError, which a direct answer does
+    itself) do not count."""
     for manager in managers:
-        if any(manager.handlers.values()):
-            return True
+        for handlers in manager.handlers.values():
+            for handler in handlers:
+                if not getattr(handler, "tasktypes_own", False):
+                    return True
     return False
 
 

@@ -137,6 +137,11 @@ def _on_exception_object(ctx):
         notes.note("%s: %s: %s" % (name, fault.faultcode, short(fault.faultstring)))
 
 
+# Ours: the direct path (tasktypes.direct) answers a call itself although it
+# listens, since a direct answer writes its errors the same way.
+_on_exception_object.tasktypes_own = True
+
+
 class JsonRpcApplication(WsgiApplication):
     """The WSGI callable serving a spyne ``Application`` whose protocols are
     ``JsonRpc20``: POST only (405 otherwise), one reply per call with an id,
