@@ -134,7 +134,8 @@ def queue_table(results):
     for count in ("1", "2"):
         f = queue.get(count, {})
         if f:
-            rows.append(["%s worker process%s" % (count, "" if count == "1" else "es"),
+            rows.append(["1 worker service (1 process); RQ: 1 worker" if count == "1" else
+                         "%s worker services (1 process each); RQ: %s workers" % (count, count),
                          _num(f.get("tasktypes", {}).get("tasks_per_s"), 0),
                          "%s (%s)" % (_num(f.get("rq", {}).get("tasks_per_s"), 0),
                                       _x(f.get("x_rq"))),
