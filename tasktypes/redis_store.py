@@ -20,13 +20,15 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     ``args`` (a JSON document of the method's declared argument types),
     ``limit`` (its ``_max_running``, 0 for none), ``entry`` (its queue
     entry), ``ttl`` (the result TTL in ms of the process that accepted it:
-    the task is kept that long after its end, whoever ends it), ``result`` (a JSON document of the method's declared return
-    type: nothing is ever a pickle), and, once started, ``server`` (the
+    the task is kept that long after its end, whoever ends it), ``result``
+    (a JSON document of the method's declared return type: nothing is ever
+    a pickle), and, once started, ``server`` (the
     process that runs it), ``pid`` (the worker process) and ``alive`` (that
-    server's last heartbeat while the task was unfinished). Every status change is a Lua
-    script that checks the status it changes from, so a late progress write
-    or a finishing body never overwrites ``cancelled`` or ``failed``. It
-    expires ``result_ttl`` after the task ends; while it runs, the heartbeat
+    server's last heartbeat while the task was unfinished). Every status
+    change is a Lua script (``tasktypes.redis_scripts``) that checks the
+    status it changes from, so a late progress write or a finishing body
+    never overwrites ``cancelled`` or ``failed``. It expires ``ttl`` after
+    the task ends; while it runs, the heartbeat
     renews it; a queued one is kept ``MAX_QUEUED_WAIT`` longer.
 ``tasktypes:queue``, ``tasktypes:parked``
     the queue: a stream with the consumer group ``workers``, and the tasks
@@ -62,7 +64,7 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     (``tasktypes.idempotency``): the string ``"<task id> <fingerprint>"``
     (the SHA-256 of the method and its canonical arguments), expiring
     ``result_ttl`` after that submit, so always before its task. A submit
-    with a key claims it first (``_CLAIM``, one script: ``SET`` if absent,
+    with a key claims it first (``scripts.CLAIM``, one script: ``SET`` if absent,
     else the holder), then writes the task: two concurrent retries make
     one task. A retry that finds a key claimed but its task not written
     yet waits for it; a claim still without its task after
@@ -128,6 +130,7 @@ from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text
 from .model import TaskState, TaskStatus, new_task_id
 from .tasklog import MAX_LINES, READ_LIMIT, LogLine
 from .process_runner import ProcessRunner
+from . import redis_scripts as scripts
 from .redis_queue import RedisQueue
 from .redis_quick import QuickCommands
 from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS, Store,
@@ -140,147 +143,11 @@ from .defaults import (MAX_ARGUMENTS, FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZ
 logger = logging.getLogger(__name__)
 
 
-# The one way a task ends, shared by the scripts below. KEYS: task, slots.
-# ARGV[1..4]: channel, task id, ttl ms, "1" to free the task's
-# ``_max_running`` slot (even if the task had ended already: "1" means its
-# process is free), "0" while its process may still run (the runner frees
-# the slot once the process is gone).
-_END_TASK = """
-local function end_task(allowed, status, fields)
-  if ARGV[4] == '1' then redis.call('ZREM', KEYS[2], ARGV[2]) end
-  if not status or not string.find(allowed, ' ' .. status .. ' ', 1, true) then
-    return 0
-  end
-  redis.call('HSET', KEYS[1], unpack(fields))
-  -- kept for the result TTL of the process that accepted it (``ttl``),
-  -- whichever process ends it
-  local ttl = redis.call('HGET', KEYS[1], 'ttl') or ARGV[3]
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[1] .. ':log', ttl)
-  redis.call('PUBLISH', ARGV[1], ARGV[2])
-  return 1
-end
-"""
-
-# ARGV[5]: statuses it may leave (" queued running "), then field/value pairs.
-_END = _END_TASK + """
-return end_task(ARGV[5], redis.call('HGET', KEYS[1], 'status'), {unpack(ARGV, 6)})
-"""
-
-# What a poll reads, in one short command (EVALSHA, the script, one key, two
-# arguments): a poll packs and sends few bytes, and only a task found lost
-# pays for more. KEYS: task. ARGV[1]: server key prefix, ARGV[2]: "1" to
-# read the result too. Returns method, status, progress, message,
-# starttime, endtime, timed_out, result (or nil), then, for a queued or
-# running task whose server has no heartbeat, its ``alive`` (its last sign
-# of life) or "": ``read`` then ends it as failed (``_END``, which checks
-# again that it is unfinished) and reads it again; last the task's ``ttl``
-# (ms: the result TTL of the process that accepted it).
-_READ = """
-local values = redis.call('HMGET', KEYS[1], 'method', 'status', 'progress', 'message',
-                          'starttime', 'endtime', 'timed_out', 'server', 'alive', 'ttl')
-if ARGV[2] == '1' then values[11] = redis.call('HGET', KEYS[1], 'result') or false end
-local status, server = values[2], values[8]
-local lost = false
-if (status == 'queued' or status == 'running') and server
-   and redis.call('EXISTS', ARGV[1] .. server) == 0 then
-  lost = values[9] or ''
-end
-return {values[1], values[2], values[3], values[4], values[5], values[6], values[7],
-        values[11] or false, lost, values[10] or false}
-"""
-
 #: The message of a task whose server process (a web process running its own
 #: workers, or a worker service) stopped beating without ending it: it
 #: died, or lost Redis for longer than the heartbeat's TTL.
 _LOST_MESSAGE = ("the process running this task stopped answering (its heartbeat was "
                  "lost: it died or lost its connection to Redis)")
-
-# KEYS: tasks of this server. ARGV: now, ttl ms, task list index. Keeps each
-# unfinished task alive, with its log and the task list's indexes (never
-# recreating one that is gone) and returns the statuses.
-_BEAT = """
-local statuses = {}
-for i, key in ipairs(KEYS) do
-  local status = redis.call('HGET', key, 'status')
-  if status == 'queued' or status == 'running' then
-    redis.call('HSET', key, 'alive', ARGV[1])
-    redis.call('PEXPIRE', key, ARGV[2])
-    redis.call('PEXPIRE', key .. ':log', ARGV[2])
-    redis.call('PEXPIRE', ARGV[3], ARGV[2])
-    redis.call('PEXPIRE', ARGV[3] .. ':' .. redis.call('HGET', key, 'method'), ARGV[2])
-  end
-  statuses[i] = status
-end
-return statuses
-"""
-
-# KEYS: task. ARGV: progress, then message if there is one.
-_PROGRESS = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[1])
-if ARGV[2] then redis.call('HSET', KEYS[1], 'message', ARGV[2]) end
-return 1
-"""
-
-# KEYS: task, its log. ARGV: lines kept, then time, level, message of each
-# new line. Numbers the lines in the task's hash (``logseq``); the log
-# expires with the task. Nothing is written for a task that is gone.
-_APPEND_LOG = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = (#ARGV - 1) / 3
-local seq = redis.call('HINCRBY', KEYS[1], 'logseq', n) - n
-for i = 0, n - 1 do
-  seq = seq + 1
-  redis.call('RPUSH', KEYS[2], cjson.encode({seq, ARGV[2 + 3 * i], ARGV[3 + 3 * i],
-                                             ARGV[4 + 3 * i]}))
-end
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[1]), -1)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return seq
-"""
-
-# KEYS: task, its log. ARGV: after, limit. The task's method (false if it is
-# gone) and its lines numbered above ``after``: the list holds the newest
-# lines, numbered up to ``logseq`` without gaps, so they are found by index.
-_READ_LOG = """
-local method, last = unpack(redis.call('HMGET', KEYS[1], 'method', 'logseq'))
-if not method then return {false, {}} end
-local first = (tonumber(last) or 0) - redis.call('LLEN', KEYS[2]) + 1
-local start = math.max(0, tonumber(ARGV[1]) - first + 1)
-return {method, redis.call('LRANGE', KEYS[2], start, start + tonumber(ARGV[2]) - 1)}
-"""
-
-# KEYS: an idempotency key. ARGV: "<task id> <fingerprint>" of this submit,
-# ttl ms, task key prefix, pending ms. Returns {outcome, value held}:
-# 'claimed' (the key is this submit's now), 'found' (held by a task that
-# exists), 'pending' (held, its task not written yet: claimed less than
-# pending ms ago). An older claim without its task is taken over.
-_CLAIM = """
-local held = redis.call('GET', KEYS[1])
--- our own claim already: this very call, resent after a lost reply
-if held == ARGV[1] then return {'claimed', held} end
-if held then
-  local id = string.match(held, '^(%d+) ')
-  if id and redis.call('EXISTS', ARGV[3] .. id) == 1 then return {'found', held} end
-  if id and redis.call('PTTL', KEYS[1]) > tonumber(ARGV[2]) - tonumber(ARGV[4]) then
-    return {'pending', held}
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {'claimed', ARGV[1]}
-"""
-
-# KEYS: slots. ARGV: lease ms, task ids.
-_RENEW = """
-local t = redis.call('TIME')
-local until_ = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_, ARGV[i]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
-
 
 def connect(redis_url, decode_responses=True):
     """A Redis client whose calls fail within seconds instead of hanging.
@@ -384,14 +251,14 @@ class RedisStore(Store):
         self._raw_redis = connect(redis_url, decode_responses=False)
         self._finished = FinishedStates()
         self._malformed = 0
-        self._end = self.redis.register_script(_END)
-        self._read = self.redis.register_script(_READ)
+        self._end = self.redis.register_script(scripts.END)
+        self._read = self.redis.register_script(scripts.READ)
         self._quick = QuickCommands(self.redis.connection_pool)  # for polls: see read
-        self._renew = self.redis.register_script(_RENEW)
-        self._beat = self.redis.register_script(_BEAT)
-        self._append_log = self.redis.register_script(_APPEND_LOG)
-        self._read_log = self.redis.register_script(_READ_LOG)
-        self._claim = self.redis.register_script(_CLAIM)
+        self._renew = self.redis.register_script(scripts.RENEW)
+        self._beat = self.redis.register_script(scripts.BEAT)
+        self._append_log = self.redis.register_script(scripts.APPEND_LOG)
+        self._read_log = self.redis.register_script(scripts.READ_LOG)
+        self._claim = self.redis.register_script(scripts.CLAIM)
 
         self._waiters = {}  # task id -> set of Events, woken by the listener
         self._waiters_lock = threading.Lock()
@@ -426,7 +293,7 @@ class RedisStore(Store):
     def submit(self, task_type, args, idempotency_key=None):
         """The task's hash and its queue entry, written in one Lua script
         (``RedisQueue.submit``); ``server`` is set by whoever starts it.
-        With an ``idempotency_key``, the key is claimed first (``_CLAIM``):
+        With an ``idempotency_key``, the key is claimed first (``scripts.CLAIM``):
         a retry gets the first task's id and writes nothing."""
         args_doc = encode_arguments(task_type.arg_types, args)
         if len(args_doc) > self.max_arguments:
@@ -510,7 +377,7 @@ class RedisStore(Store):
         ended_ms = int(ttl) if ttl else self._ended_ms
         if lost is not None and may_end_lost:
             # A reader that finds a task whose server is gone marks it failed,
-            # ended at its server's last sign of life; _END changes it only
+            # ended at its server's last sign of life; scripts.END changes it only
             # if it is still unfinished (it may have ended meanwhile). Then
             # once more what it reads now (failed, or how it ended).
             self._end(keys=[key, self._slots_key % task_type.key],
@@ -931,7 +798,7 @@ class ProgressWriter:
     def start_thread(self):
         """In the worker: the client, the script, and the writing thread."""
         self._client = connect(self.redis_url)
-        self._progress = self._client.register_script(_PROGRESS)
+        self._progress = self._client.register_script(scripts.PROGRESS)
         threading.Thread(target=self._write_loop, daemon=True,
                          name="tasktypes-progress").start()
 
