@@ -19,6 +19,10 @@ from tasktypes.client_cli import (EXIT_CANCELLED, EXIT_INTERRUPTED, EXIT_NOT_FIN
 
 from conftest import ServiceProcess
 
+# Once: the console script in a pty, the same whatever Python runs it (the
+# client's code runs on every Python in test_client.py); CI time.
+pytestmark = pytest.mark.once
+
 # The console script of this interpreter's environment (setup.py's entry point).
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "tasktypes")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

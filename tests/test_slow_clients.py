@@ -29,6 +29,10 @@ from tasktypes.testing import ServerProcess
 
 from conftest import ROOT, jsonrpc, wait_until
 
+# Once: the dev server's (waitress's) handling of slow and idle sockets, the
+# same whatever Python runs it; CI time.
+pytestmark = pytest.mark.once
+
 ATTACKERS = 40
 REQUEST_TIMEOUT = 3.0  # the server's total deadline per request, in these tests
 MAX_WAITERS = 8
