@@ -12,10 +12,7 @@ Each is a child in a session of its own that the run ends by its pid
 """
 
 import os
-import subprocess
 import sys
-import tempfile
-import time
 
 from bench import venvs
 from tasktypes import testing
@@ -62,59 +59,19 @@ def ladon_server():
                          cwd=ROOT, start_timeout=60)
 
 
-class Service:
+def service(name, argv, env, ready, cwd=ROOT, start_timeout=60):
     """A child process that listens on no port (a worker service, an RQ
     worker): started once its log shows ``ready``; ``stop()`` ends its
     whole session."""
-
-    def __init__(self, name, argv, env, ready, cwd=ROOT, start_timeout=60):
-        self.name = name
-        self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-bench-", suffix=".log",
-                                               delete=False)
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=testing.clean_environ(env),
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self.pid = self.proc.pid
-        deadline = time.monotonic() + start_timeout
-        while ready not in self.read_log():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise ServerError("%s did not start: %s" % (name, self.tail()))
-            time.sleep(0.05)
-
-    def read_log(self):
-        with open(self.log.name, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def tail(self, lines=15):
-        try:
-            return "".join(self.read_log().splitlines(True)[-lines:])
-        except OSError:
-            return ""
-
-    def processes(self):
-        return testing.session_pids(self.pid)
-
-    def stop(self):
-        testing.stop_session(self.proc)
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+    return testing.ChildProcess(name, argv, env, cwd=cwd, start_timeout=start_timeout,
+                                ready=lambda log: ready in log)
 
 
 def worker_service(redis_url, workers):
     """``tasktypes worker service.task_service``: ``workers`` processes
     taking tasks from the Redis queue."""
     env = tasktypes_env("redis", redis_url, workers)
-    return Service("tasktypes worker", [sys.executable, "-m", "tasktypes.worker",
+    return service("tasktypes worker", [sys.executable, "-m", "tasktypes.worker",
                                         "service.task_service"], env, ready=WORKER_READY)
 
 
@@ -130,7 +87,7 @@ def rq_worker(redis_url, name, worker_class=None):
             "--name", name]
     if worker_class:
         argv += ["--worker-class", worker_class]
-    return Service("rq worker", argv + ["bench"],
+    return service("rq worker", argv + ["bench"],
                    {"PYTHONUNBUFFERED": "1", "PYTHONPATH": BENCH}, ready="Listening on",
                    cwd=BENCH)
 

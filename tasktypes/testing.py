@@ -222,35 +222,34 @@ class ServerError(RuntimeError):
     """A server did not come up; the message holds why (its log's tail)."""
 
 
-class ServerProcess:
-    """One HTTP server in a child process on a free port, its output in a
-    temporary log. ``@PORT@`` in ``argv`` becomes the port. The child gets
-    ``clean_environ(env)``; it counts as started once a process of its own
-    listens on the port, and ``ready(log_text)``, if given, is true.
+class ChildProcess:
+    """A child process in a session of its own, its output in a temporary
+    log; started once ``ready(log_text)`` is true (a worker service, an RQ
+    worker: processes that listen on no port). The child gets
+    ``clean_environ(env)``; ``stop()`` ends its whole session.
 
-        with ServerProcess("dev", [sys.executable, "wsgi.py", "--port", "@PORT@"]) as s:
-            requests.get(s.url + "/soap?wsdl")
+        with ChildProcess("worker", [sys.executable, "-m", "tasktypes.worker"], env,
+                          ready=lambda log: "taking tasks" in log) as w:
+            ...
     """
 
-    def __init__(self, name, argv, env=None, port=None, cwd=None, start_timeout=60,
-                 ready=None):
+    def __init__(self, name, argv, env=None, cwd=None, start_timeout=60, ready=None):
         self.name = name
-        self.port = port or free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-server-", suffix=".log",
+        self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-child-", suffix=".log",
                                                delete=False)
-        argv = [a.replace("@PORT@", str(self.port)) for a in argv]
         self.proc = subprocess.Popen(argv, cwd=cwd, env=clean_environ(env),
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.pid = self.proc.pid
         deadline = time.monotonic() + start_timeout
-        while not (listens_on(self.pid, self.port)
-                   and (ready is None or ready(self.read_log()))):
+        while not self._started(ready):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise ServerError("%s did not start: %s" % (name, self.tail(40)))
             time.sleep(0.05)
+
+    def _started(self, ready):
+        return ready is None or ready(self.read_log())
 
     def read_log(self):
         try:
@@ -263,7 +262,7 @@ class ServerProcess:
         return "".join(self.read_log().splitlines(True)[-lines:])
 
     def processes(self):
-        """Pids of every live process this server started (its session)."""
+        """Pids of every live process this child started (its session)."""
         return session_pids(self.pid)
 
     def stop(self):
@@ -279,3 +278,23 @@ class ServerProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class ServerProcess(ChildProcess):
+    """One HTTP server in a child process on a free port. ``@PORT@`` in
+    ``argv`` becomes the port; it counts as started once a process of its
+    own listens on the port, and ``ready(log_text)``, if given, is true.
+
+        with ServerProcess("dev", [sys.executable, "wsgi.py", "--port", "@PORT@"]) as s:
+            requests.get(s.url + "/soap?wsdl")
+    """
+
+    def __init__(self, name, argv, env=None, port=None, cwd=None, start_timeout=60,
+                 ready=None):
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        argv = [a.replace("@PORT@", str(self.port)) for a in argv]
+        super().__init__(name, argv, env, cwd, start_timeout, ready)
+
+    def _started(self, ready):
+        return listens_on(self.pid, self.port) and super()._started(ready)

@@ -26,38 +26,27 @@ from tasktypes.errors import Busy, TaskNotFound
 from tasktypes.model import TaskStatus
 from tasktypes.redis_queue import GROUP
 from tasktypes.redis_store import KEY_PREFIX, RedisStore
-from tasktypes.testing import clean_environ, session_pids, stop_session
+from tasktypes.testing import ChildProcess, clean_environ, session_pids, stop_session
 from tasktypes.worker import GRACE_MESSAGE
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
-class WorkerService:
+class WorkerService(ChildProcess):
     """``python -m tasktypes.worker`` in its own session, run from the
     checkout (where wsgi.py is), loading the shipped service and the test
     fixtures; started once its log says it takes tasks."""
 
     def __init__(self, redis_url, workers=2, grace=None, env=None,
                  modules=("service", "fixtures")):
-        self.log = tempfile.NamedTemporaryFile(prefix="tasktypes-worker-", suffix=".log",
-                                               delete=False)
         env = dict(env or {}, TASKTYPES_STORE="redis", TASKTYPES_REDIS_URL=redis_url,
                    TASKTYPES_WORKERS=str(workers), PYTHONPATH=TESTS,
                    PYTHONUNBUFFERED="1")
         argv = [sys.executable, "-m", "tasktypes.worker", *modules]
         if grace is not None:
             argv += ["--grace", str(grace)]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=clean_environ(env),
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self.pid = self.proc.pid
-        wait_until(lambda: "taking tasks" in self.read_log() or self.proc.poll() is not None,
-                   60)
-        assert self.proc.poll() is None, self.read_log()
-
-    def read_log(self):
-        with open(self.log.name, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        super().__init__("tasktypes worker", argv, env, cwd=ROOT,
+                         ready=lambda log: "taking tasks" in log)
 
     def kill(self):
         """SIGKILL every process of the service, as a host that loses power."""
@@ -68,14 +57,6 @@ class WorkerService:
                 pass
         self.proc.wait(10)
         wait_until(lambda: not session_pids(self.pid), 10)
-
-    def stop(self):
-        stop_session(self.proc)
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
 
 
 @pytest.fixture
