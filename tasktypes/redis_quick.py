@@ -9,7 +9,7 @@ retry and response-callback wrappers), more than the bare round trip costs
 connections, made by the client's pool (same URL, timeouts, TLS, auth) and
 used through their own ``send_packed_command``/``read_response``:
 
-- the same one retry as ``redis_store.connect`` gives the client: a
+- the same one retry as ``redis_client.connect`` gives the client: a
   connection that Redis closed (it restarted, or dropped an idle client)
   fails with ``ConnectionError`` on first use, is reconnected and the
   command sent once more; a timeout is not retried;

@@ -78,39 +78,21 @@ Redis layout (all names built in ``__init__`` from ``KEY_PREFIX``):
     tasks running here and stops those that ended elsewhere.
 
 Polls of finished tasks
-    A finished task never changes again, so ``read`` keeps the states of
-    the finished tasks it has read (``FinishedStates``: bounded, for a
-    minute at most, never past the task's expiry) and answers their polls
-    without a round trip.
+    ``read`` answers a finished task's polls from ``FinishedStates``
+    (``redis_finished``) without a round trip.
 
 When Redis is unreachable
-    Redis calls time out after ``SOCKET_TIMEOUT`` seconds; any connection
-    failure is ``StoreUnavailable`` (SOAP ``Server.StoreUnavailable``,
-    JSON-RPC -32010), and the next call simply reconnects. Methods that do
-    not touch the store keep working. Running bodies run on; a final state
-    Redis refuses is kept by the runner and written at the next heartbeat
-    that gets through, so a task that ended during an outage is found
-    ``done`` (or ``failed``) once Redis answers again with its data.
+    Any connection failure is ``StoreUnavailable``; what happens to the
+    tasks meanwhile and after: ``redis_client``.
 
-    A Redis that comes back *without* its data (restarted with no
-    persistence) has lost every task: nothing is recreated from the
-    server's memory, since the server knows neither the start time nor the
-    other servers' tasks. Such tasks are ``TaskNotFound`` like expired ones;
-    the heartbeat finds a task running here gone from Redis and stops its
-    process, and a final state retried for it is dropped. New tasks run
-    normally.
-
-    Heartbeat keys expire on Redis's clock: an outage longer than about
-    ``HEARTBEAT_TTL - HEARTBEAT_INTERVAL`` seconds (a partition, a paused
-    Redis) makes the tasks of the servers it cut off look lost to a reader,
-    which then fails them, and their servers stop those processes.
+Its other sides are modules of their own, mixed into ``RedisStore``: the
+task side the runner calls (``redis_tasks``), the ``ended`` channel's
+listener (``redis_listener``) and the operator's task list
+(``redis_tasklist``); the body's progress is written from the worker
+(``redis_progress``).
 """
 
-import collections
-import dataclasses
-import functools
 import json
-import math
 import logging
 import os
 import socket
@@ -119,26 +101,26 @@ import time
 import uuid
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from .decorator import TASK_TYPES
 from . import idempotency
 from .documents import decode_result, encode_arguments
-from .errors import Busy, StoreUnavailable, TaskNotFound, TaskStopped, ValidationError
-from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text
+from .errors import Busy, StoreUnavailable, TaskNotFound, ValidationError
+from .limits import DEFAULT_MAX_RESULT
 from .model import TaskState, TaskStatus, new_task_id
-from .tasklog import MAX_LINES, READ_LIMIT, LogLine
+from .tasklog import READ_LIMIT, LogLine
 from .process_runner import ProcessRunner
 from . import redis_scripts as scripts
+from .redis_client import connect, unavailable
+from .redis_finished import FinishedStates
+from .redis_listener import EndedChannel
+from .redis_progress import ProgressWriter
 from .redis_queue import RedisQueue
 from .redis_quick import QuickCommands
-from .store import (COUNT_WINDOW, DEFAULT_RESULT_TTL, DEFAULT_WORKERS, Store,
-                    arguments_text)
-from .task_body import clamp_progress
-from .defaults import (MAX_ARGUMENTS, FINISHED_CACHE_SECONDS, FINISHED_CACHE_SIZE, HEARTBEAT_INTERVAL,
-                       HEARTBEAT_TTL, IDEMPOTENCY_PENDING, KEY_PREFIX, MAX_QUEUED,
-                       MAX_QUEUED_WAIT, PARKED_SCAN, PROGRESS_INTERVAL, SOCKET_TIMEOUT)
+from .redis_tasklist import RedisTaskList
+from .redis_tasks import RedisTaskSide
+from .store import DEFAULT_RESULT_TTL, DEFAULT_WORKERS, Store, arguments_text
+from .defaults import (MAX_ARGUMENTS, HEARTBEAT_INTERVAL, HEARTBEAT_TTL, IDEMPOTENCY_PENDING,
+                       KEY_PREFIX, MAX_QUEUED, MAX_QUEUED_WAIT, SOCKET_TIMEOUT)
 
 logger = logging.getLogger(__name__)
 
@@ -149,60 +131,8 @@ logger = logging.getLogger(__name__)
 _LOST_MESSAGE = ("the process running this task stopped answering (its heartbeat was "
                  "lost: it died or lost its connection to Redis)")
 
-def connect(redis_url, decode_responses=True):
-    """A Redis client whose calls fail within seconds instead of hanging.
 
-    One retry (no backoff) lets a call succeed on the first use of a pooled
-    connection that Redis closed while it was down. A timeout is not retried:
-    a Redis that does not answer (paused, partitioned) costs a caller
-    ``SOCKET_TIMEOUT``, not twice that.
-    """
-    return redis.Redis.from_url(
-        redis_url, decode_responses=decode_responses, socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-        health_check_interval=30)
-
-
-def unavailable(function):
-    """Turn Redis connection failures into ``StoreUnavailable``, and keep one
-    Redis that does not answer from costing every call its timeout.
-
-    After a call timed out (a paused or cut-off Redis), the store's calls
-    fail at once until the heartbeat gets through again; every
-    ``SOCKET_TIMEOUT`` seconds one call tries Redis again (and fails in its
-    timeout) while the others still fail at once. So a JSON-RPC batch of 15
-    progress calls gets its StoreUnavailable within one timeout, not 15, and
-    requests do not pile up on server threads meanwhile. A refused
-    connection fails fast by itself and changes nothing."""
-    @functools.wraps(function)
-    def wrapper(store, *args, **kwargs):
-        silent_until = store._silent_until
-        if silent_until:
-            now = time.monotonic()
-            if silent_until > now:
-                raise StoreUnavailable("the task store (Redis) is not answering; "
-                                       "try again in a few seconds")
-            # This call tries again; the others fail fast while it does.
-            store._silent_until = now + SOCKET_TIMEOUT
-        try:
-            result = function(store, *args, **kwargs)
-        except redis.TimeoutError as exc:
-            store._silent_until = time.monotonic() + SOCKET_TIMEOUT
-            raise StoreUnavailable("the task store (Redis) is not answering: %s"
-                                   % exc) from None
-        except redis.ConnectionError as exc:
-            raise StoreUnavailable("the task store (Redis) is unreachable: %s"
-                                   % exc) from None
-        if silent_until:
-            store._silent_until = 0.0
-        return result
-    return wrapper
-
-
-# -- the store ---------------------------------------------------------------
-
-class RedisStore(Store):
+class RedisStore(RedisTaskSide, EndedChannel, RedisTaskList, Store):
     """Tasks in Redis; queued ones wait in Redis (``redis_queue``), bodies
     run in the worker processes of whoever takes them: this process's own
     (``workers`` of them; 0 makes it submit-only) or a worker service's.
@@ -422,77 +352,6 @@ class RedisStore(Store):
         return lines
 
     @unavailable
-    def list_tasks(self, method=None, status=None, cursor=None, limit=50):
-        index = self._index_key if method is None else "%s:%s" % (self._index_key, method)
-        top, seen = "+inf", None  # read below ``top``; at ``top``, only ids before ``seen``
-        if cursor is not None:
-            top, seen = _parse_cursor(cursor)
-        found, gone, scanned, last = [], [], 0, None
-        while len(found) < limit and scanned < self.max_scanned:
-            want = min(self.max_scanned - scanned, max(limit - len(found), 20))
-            batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0,
-                                                num=want + 16, withscores=True)
-            unread = [(m, score) for m, score in batch
-                      if seen is None or repr(score) != top or m < seen]
-            fresh = unread[:want]
-            if not fresh:
-                last = None
-                break
-            with self.redis.pipeline(transaction=False) as pipe:
-                for member, _ in fresh:
-                    pipe.hmget(self._task_key % int(member), _LISTED)
-                records = pipe.execute()
-            for (member, score), values in zip(fresh, records):
-                scanned += 1
-                last = (score, member)
-                if values[0] is None:
-                    gone.append(member)
-                    continue
-                state = _listed_state(int(member), values)
-                if status in (None, state.status.value):
-                    found.append(state)
-                    if len(found) == limit:
-                        break
-            top, seen = repr(last[0]), last[1]
-            if len(batch) < want + 16 and len(unread) == len(fresh) \
-                    and last == fresh[-1]:
-                last = None  # the index has nothing more
-                break
-        if gone:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for key in {index, self._index_key}:
-                    pipe.zrem(key, *gone)
-                pipe.execute()
-        return found, (None if last is None else "%r:%s" % last)
-
-    @unavailable
-    def count_statuses(self, method=None):
-        index = self._index_key if method is None else "%s:%s" % (self._index_key, method)
-        members = self.redis.zrevrange(index, 0, COUNT_WINDOW - 1)
-        with self.redis.pipeline(transaction=False) as pipe:
-            for member in members:
-                pipe.hget(self._task_key % int(member), "status")
-            statuses = pipe.execute()
-        counts = {}
-        for status in statuses:
-            if status is not None:
-                counts[status] = counts.get(status, 0) + 1
-        return counts
-
-    @unavailable
-    def describe(self, task_id):
-        values = self.redis.hmget(self._task_key % task_id,
-                                  _LISTED + ("key", "timed_out", "arguments", "result"))
-        if values[0] is None:
-            return None
-        state = _listed_state(task_id, values)
-        key, timed_out, state.arguments, doc = values[len(_LISTED):]
-        state.timed_out = timed_out == "1"
-        task_type = TASK_TYPES.get(key)
-        if state.status is TaskStatus.DONE and task_type is not None and doc is not None:
-            state.result = decode_result(task_type.returns, doc)
-        return state, task_type
-
     def wait(self, task_type, task_id, timeout):
         """Wakes through the ``ended`` channel the moment the task ends on any
         host: an end is seen within milliseconds, not at the next poll.
@@ -536,317 +395,3 @@ class RedisStore(Store):
         if self.runner is not None:
             self.runner.close(message)
         self._quick.close()
-
-    # task side: called by the runner in this server process
-
-    def _starting(self, pid):
-        return [self.prefix + "task:", self.prefix + "slots:", self._heartbeat_ms,
-                time.time(), pid, self.server_id, self._server_key,
-                self._unfinished_ms, self._heartbeat_ms]
-
-    @unavailable
-    def start_claimed(self, task_id, entry, pid):
-        """Start a claimed task in worker ``pid`` (``RedisQueue.start``):
-        ``("started", args document)``, ``("gone", None)``, ``("parked", None)``."""
-        return self.queue.start(task_id, entry, self._starting(pid))
-
-    @unavailable
-    def take_parked(self, pid, known):
-        """Start the oldest parked task of the task type keys ``known`` that
-        may start now, in worker ``pid``: ``(task_id, key, args document)``
-        or None."""
-        return self.queue.take_parked(self._starting(pid), PARKED_SCAN, known)
-
-    @unavailable
-    def parked_waiting(self):
-        return bool(self.redis.zcard(self.queue.parked_key))
-
-    @unavailable
-    def park(self, task_id, entry):
-        """Give back an entry claimed and not started."""
-        self.queue.park(task_id, entry, self.prefix + "task:")
-
-    @unavailable
-    def claim(self, count, block_ms):
-        return self.queue.claim(count, block_ms)
-
-    @unavailable
-    def autoclaim(self, count, min_idle):
-        return self.queue.autoclaim(count, min_idle * 1000)
-
-    def stop_claiming(self):
-        """End a blocking ``claim`` of the feeder at once."""
-        self.queue.unblock()
-
-    @unavailable
-    def finish(self, task_type, task_id, doc, message=None):
-        """Its process is free, so is its slot."""
-        fields = {"status": "done", "progress": 1.0, "result": doc}
-        if message is not None:
-            fields["message"] = message
-        self._transition(task_type, task_id, " running ", True, **fields)
-
-    @unavailable
-    def fail(self, task_type, task_id, message, timed_out=False, progress=None):
-        """The slot is freed with the end, except at a time limit: then the
-        process may still run, and the runner releases the slot once it is
-        gone."""
-        fields = {"status": "failed", "message": message, "timed_out": int(timed_out)}
-        if progress is not None:
-            fields["progress"] = progress
-        self._transition(task_type, task_id, " queued running ", not timed_out, **fields)
-
-    @unavailable
-    def append_log(self, task_id, lines):
-        args = [MAX_LINES]
-        for created, level, message in lines:
-            args += [repr(created), level, message]
-        self._append_log(keys=[self._task_key % task_id, self._log_key % task_id],
-                         args=args)
-
-    @unavailable
-    def release_slot(self, task_type, task_id):
-        self.redis.zrem(self._slots_key % task_type.key, task_id)
-
-    def heartbeat(self, task_ids, leases):
-        """Keep this server's tasks alive: ``task_ids`` queued or running
-        here, ``leases`` maps a task type key to the ids holding its slots.
-
-        Returns ``{task id: status}`` as Redis has it now (None for a task
-        that is gone), so that the runner stops what ended elsewhere even if
-        it missed the message on the ``ended`` channel. It is also the probe
-        of a Redis that stopped answering: it is tried whatever
-        ``unavailable`` says, and lets the other calls through again once it
-        gets an answer."""
-        try:
-            statuses = self._heartbeat(list(task_ids), leases)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StoreUnavailable("the task store (Redis) is unreachable: %s"
-                                   % exc) from None
-        self._silent_until = 0.0
-        return statuses
-
-    def _heartbeat(self, task_ids, leases):
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._server_key, "1", px=self._heartbeat_ms)
-            if task_ids:
-                self._beat(keys=[self._task_key % i for i in task_ids],
-                           args=[time.time(), self._unfinished_ms, self._index_key],
-                           client=pipe)
-            for key, ids in leases.items():
-                self._renew(keys=[self._slots_key % key],
-                            args=[self._heartbeat_ms] + list(ids), client=pipe)
-            replies = pipe.execute()
-        return dict(zip(task_ids, replies[1] if task_ids else ()))
-
-    @unavailable
-    def forget_server(self):
-        """This server process stops: its heartbeat goes at once, and it
-        leaves the queue's consumer group."""
-        self.redis.delete(self._server_key)
-        self.queue.leave()
-
-    def _transition(self, task_type, task_id, allowed, release, **fields):
-        fields["endtime"] = time.time()
-        pairs = [item for pair in fields.items() for item in pair]
-        return self._end(keys=[self._task_key % task_id, self._slots_key % task_type.key],
-                         args=[self.channel, task_id, self._ended_ms, int(release),
-                               allowed] + pairs)
-
-    # the listener: wake waiters, stop tasks cancelled elsewhere
-
-    def _listen(self):
-        """The listener thread's loop. It must never die: anyone who can
-        publish on the channel could otherwise stop every wake-up and remote
-        cancel of this process. Whatever goes wrong, it subscribes again
-        after a short pause (the heartbeat and the waiters' re-reads cover
-        what it misses meanwhile)."""
-        warned = False
-        while not self._closed.is_set():
-            # Bytes, not text: a message that is not UTF-8 must not break the
-            # connection inside redis-py's decoding (and drop what follows).
-            pubsub = self._raw_redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(self.channel)
-                if warned:
-                    logger.info("Redis is reachable again")
-                    warned = False
-                while not self._closed.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._received(message)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if not warned:
-                    logger.warning("lost the connection to Redis (%s); retrying", exc)
-                    warned = True
-                self._closed.wait(0.5)
-            except Exception:
-                logger.exception("the Redis listener hit an error; subscribing again")
-                self._closed.wait(0.5)
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
-
-    def _received(self, message):
-        """One message of the ``ended`` channel; a malformed one is ignored
-        (logged the first time, then once every 1000, cut short)."""
-        try:
-            data = message["data"]
-            if not (isinstance(data, bytes) and 0 < len(data) <= 20 and data.isdigit()):
-                raise ValueError(data)
-            task_id = int(data)
-        except (KeyError, TypeError, ValueError):
-            self._malformed += 1
-            if self._malformed % 1000 == 1:
-                logger.warning("ignored a malformed message on %s (%d so far): %.80r",
-                               self.channel, self._malformed, message.get("data"))
-            return
-        try:
-            self._ended(task_id)
-        except Exception:
-            logger.exception("could not handle the end of task %d", task_id)
-
-    def _ended(self, task_id):
-        with self._waiters_lock:
-            for event in self._waiters.get(task_id, ()):
-                event.set()
-        if self.runner is not None:
-            self.runner.ended(task_id)
-
-
-#: The fields a task list shows, in the order ``_listed_state`` reads them.
-_LISTED = ("method", "status", "progress", "message", "starttime", "endtime",
-           "submitted")
-
-
-def _listed_state(task_id, values):
-    method, status, progress, message, starttime, endtime, submitted = values[:7]
-    return TaskState(task_id, method, TaskStatus(status), float(progress or 0),
-                     message or "", float(starttime or 0), float(endtime or 0),
-                     submitted=float(submitted or 0))
-
-
-def _parse_cursor(cursor):
-    """``"<score>:<task id>"`` -> the score (as Redis reads it) and the id."""
-    score, _, member = str(cursor).partition(":")
-    try:
-        if not member.isdigit() or len(member) > 19 or not math.isfinite(float(score)):
-            raise ValueError
-        return repr(float(score)), member
-    except ValueError:
-        raise ValueError("bad cursor %.40r" % (cursor,)) from None
-
-
-class FinishedStates:
-    """The states of finished tasks this process has read, so that polling a
-    finished task needs no Redis round trip: once finished, a task never
-    changes again (every Lua transition checks the status it leaves). At
-    most ``FINISHED_CACHE_SIZE`` of them, each kept ``FINISHED_CACHE_SECONDS``
-    at most and never past the task's own expiry, so an expired task is
-    TaskNotFound as before; a Redis that lost its data is seen within that
-    bound. Results are not kept here (they may be large)."""
-
-    def __init__(self, size=FINISHED_CACHE_SIZE, seconds=FINISHED_CACHE_SECONDS):
-        self.size = size
-        self.seconds = seconds
-        self._states = collections.OrderedDict()  # task id -> (state, until)
-        self._lock = threading.Lock()
-
-    def get(self, task_id, method):
-        """A copy of the kept state of ``task_id`` of ``method``, or None."""
-        with self._lock:
-            found = self._states.get(task_id)
-            if found is None:
-                return None
-            state, until = found
-            if until <= time.time():
-                del self._states[task_id]
-                return None
-        return dataclasses.replace(state) if state.method == method else None
-
-    def put(self, state, result_ttl):
-        until = min(time.time() + self.seconds, state.endtime + result_ttl)
-        with self._lock:
-            self._states[state.task_id] = (dataclasses.replace(state), until)
-            self._states.move_to_end(state.task_id)
-            while len(self._states) > self.size:
-                self._states.popitem(last=False)
-
-
-class ProgressWriter:
-    """``update_progress`` for bodies running in a worker process.
-
-    Made in the server process and sent to the worker, where it opens its own
-    Redis client: nothing of the server's connections crosses over. A call
-    only validates and records the value; a thread of the worker writes the
-    latest one every ``PROGRESS_INTERVAL``, so a body may report in a tight
-    loop. Once the task is no longer running (cancelled, timed out), the
-    body's next call raises ``TaskStopped``.
-    """
-
-    def __init__(self, redis_url, prefix=KEY_PREFIX, interval=PROGRESS_INTERVAL,
-                 max_result=DEFAULT_MAX_RESULT):
-        self.redis_url = redis_url
-        self.task_key = prefix + "task:%d"
-        self.interval = interval
-        #: Bytes of a result document the worker may send (TASKTYPES_MAX_RESULT).
-        self.max_result = max_result
-        self._current = None
-
-    def start_thread(self):
-        """In the worker: the client, the script, and the writing thread."""
-        self._client = connect(self.redis_url)
-        self._progress = self._client.register_script(scripts.PROGRESS)
-        threading.Thread(target=self._write_loop, daemon=True,
-                         name="tasktypes-progress").start()
-
-    def reporter(self, task_id):
-        """The ``update_progress`` callable for one task."""
-        report = _Report(self.task_key % task_id)
-        self._current = report
-
-        def update_progress(fraction, message=None):
-            if report.stopped:
-                raise TaskStopped(task_id)
-            report.progress = clamp_progress(fraction)
-            if message is not None:
-                report.message = bounded_text(message, MAX_MESSAGE)
-            report.dirty = True
-
-        return update_progress, report
-
-    def done(self):
-        self._current = None
-
-    def _write_loop(self):
-        warned = False
-        while True:
-            time.sleep(self.interval)
-            report = self._current
-            if report is None or not report.dirty:
-                continue
-            report.dirty = False
-            args = [repr(report.progress)]
-            if report.message is not None:
-                args.append(report.message)
-            try:
-                if not self._progress(keys=[report.key], args=args):
-                    report.stopped = True
-                warned = False
-            except redis.RedisError as exc:
-                if not warned:
-                    logger.warning("progress not written: %s", exc)
-                    warned = True
-
-
-class _Report:
-    __slots__ = ("key", "progress", "message", "dirty", "stopped")
-
-    def __init__(self, key):
-        self.key = key
-        self.progress = 0.0
-        self.message = None
-        self.dirty = False
-        self.stopped = False
