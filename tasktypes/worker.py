@@ -23,8 +23,8 @@ the running ones finish within the grace period, then stops the rest and
 fails them with a message that says so, and exits 0.
 
 Its worker processes start before any thread of its own; see
-``process_runner`` for the start method (the fork server) and why the logs
-come over a private pipe per worker.
+``worker_pool`` for the start method (the fork server) and ``log_relay`` for
+why the logs come over a private pipe per worker.
 """
 
 import argparse
