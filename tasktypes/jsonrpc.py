@@ -37,7 +37,8 @@ from tasktypes.defaults import MAX_BATCH as DEFAULT_MAX_BATCH
 from tasktypes.errors import (InternalError, InvalidParams, InvalidRequest, ParseError,
                               ProtocolError)
 from tasktypes.idempotency import ENVIRON_KEY as IDEMPOTENCY_ENVIRON_KEY
-from tasktypes.jsonrpc_protocol import JSON_TYPE, NO_ID, JsonRpc20, encode, parse_json, short
+from tasktypes.jsonrpc_json import JSON_TYPE, encode, parse_json, short
+from tasktypes.jsonrpc_protocol import NO_ID, JsonRpc20
 
 __all__ = ["DEFAULT_MAX_BATCH", "NOT_DIRECT", "JsonRpc20", "JsonRpcApplication"]
 

@@ -1,0 +1,159 @@
+"""A JSON-RPC method's result -> the JSON value of its ``result`` member,
+written per the method's declared return type.
+
+Strings, numbers, booleans and ``None`` as themselves, complex models as
+objects of all their fields (``null`` where unset), arrays as lists, dates
+and times as ISO 8601 strings, decimals as strings. A writer is built once
+per type (and once per method for its result), so writing a result costs no
+walk of spyne's type information; anything out of the ordinary goes through
+spyne's own ``_object_to_doc`` (``JsonDocument``'s generic writer).
+
+It is a mixin of ``JsonRpc20`` (``jsonrpc_protocol``), whose ``__init__``
+makes the caches ``_writers`` and ``_results`` and their ``_lock``; the
+direct path (``direct``) uses ``_result_writer`` too. It is apart because
+the writers are half of the protocol's code and none of its stages.
+"""
+
+from spyne.model import (Any, AnyDict, Array, Boolean, ComplexModelBase, Double,
+                         Integer, Unicode)
+
+
+class ResultWriters:
+    """Results written as JSON per type (mixed into ``JsonRpc20``)."""
+
+    def _result_writer(self, descriptor):
+        writer = self._results.get(descriptor)
+        if writer is None:
+            with self._lock:
+                writer = self._results[descriptor] = self._build_result_writer(descriptor)
+        return writer
+
+    def _build_result_writer(self, descriptor):
+        # ctx.out_object is always a sequence (see Application.process_request).
+        out_message = descriptor.out_message
+        if descriptor.is_out_bare():
+            write = self._writer(out_message)
+            return lambda out: write(out[0])
+        fields = [(k, self._field_writer(v)) for k, v in self.sort_fields(out_message)
+                  if not self.get_cls_attrs(v).exc]
+        if not fields:
+            return lambda out: None
+        if len(fields) == 1:
+            write = fields[0][1]
+            return lambda out: write(out[0])
+        order = list(out_message.get_flat_type_info(out_message))
+        index = {k: i for i, k in enumerate(order)}
+        pairs = [(k, index[k], w) for k, w in fields]
+        return lambda out: {k: w(out[i]) for k, i, w in pairs}
+
+    def _writer(self, cls):
+        """callable(value) -> JSON value for one value of ``cls``."""
+        writer = self._writers.get(cls)
+        if writer is None:
+            with self._lock:
+                building = {}
+                writer = self._build_writer(cls, building)
+                self._writers.update(building)
+        return writer
+
+    def _field_writer(self, cls, building=None):
+        attrs = self.get_cls_attrs(cls)
+        write = self._build_writer(cls, building) if building is not None \
+            else self._writer(cls)
+        default = attrs.default
+        if attrs.max_occurs > 1:
+            def write_many(value):
+                if value is None:
+                    value = default
+                    if value is None:
+                        return None
+                return [write(v) for v in value]
+            return write_many
+        if default is None:
+            return write
+        return lambda value: write(default if value is None else value)
+
+    def _build_writer(self, cls, building):
+        found = self._writers.get(cls) or building.get(cls)
+        if found is not None:
+            return found
+        generic = self._generic_writer(cls)
+        attrs = self.get_cls_attrs(cls)
+        if attrs.exc or attrs.out_type is not None or attrs.type is not None or \
+                attrs.sanitizer is not None or self.polymorphic:
+            writer = generic
+        elif issubclass(cls, Array):
+            write_item = self._build_writer(cls.get_inner_type(), building)
+
+            def writer(value):
+                if value is None:
+                    return None
+                return [write_item(v) for v in value]
+        elif issubclass(cls, (Any, AnyDict)):
+            writer = generic
+        elif issubclass(cls, ComplexModelBase):
+            writer = self._build_complex_writer(cls, attrs, building, generic)
+        else:
+            writer = self._build_simple_writer(cls, generic)
+        building[cls] = writer
+        return writer
+
+    def _generic_writer(self, cls):
+        # spyne's own way, for one value of cls.
+        to_doc = self._object_to_doc
+        if cls.Attributes.max_occurs > 1:  # cls is the item type of a sequence
+            def write(value):
+                if value is None:
+                    return None
+                doc = to_doc(cls, [value], set())
+                return None if doc is None else doc[0]
+            return write
+        return lambda value: to_doc(cls, value, set())
+
+    def _build_simple_writer(self, cls, generic):
+        # Exactly the right Python type: JSON has it; anything else (dates,
+        # decimals, byte arrays, uuids, odd values) goes through spyne.
+        if issubclass(cls, Boolean):
+            ok = (bool,)
+        elif issubclass(cls, Integer):
+            ok = (int,)
+        elif issubclass(cls, Double):
+            ok = (float, int)
+        elif issubclass(cls, Unicode):
+            ok = (str,)
+        else:
+            return lambda value: None if value is None else generic(value)
+
+        def writer(value):
+            if value is None:
+                return None
+            if type(value) in ok:
+                return value
+            return generic(value)
+        return writer
+
+    def _build_complex_writer(self, cls, attrs, building, generic):
+        if attrs.simple_field is not None or attrs.wrapper or \
+                attrs.complex_as not in (None, dict) or self.complex_as is not dict or \
+                getattr(cls.Attributes, "serialize_as", None) is list or \
+                self.key_encoding is not None:
+            return generic
+        fields = []
+        to_instance = cls.get_serialization_instance
+
+        def writer(value):
+            if value is None:
+                return None
+            if type(value) is dict:  # a plain dict of the fields will do
+                return {name: write(value.get(key)) for name, key, write in fields}
+            if type(value) in (list, tuple):
+                value = to_instance(value)
+            return {name: write(getattr(value, key, None)) for name, key, write in fields}
+        building[cls] = writer  # before the members: a type may contain itself
+        for key, member in self.sort_fields(cls):
+            member_attrs = self.get_cls_attrs(member)
+            if member_attrs.exc:
+                continue
+            name = member_attrs.sub_name or key
+            fields.append((name, key, self._field_writer(member, building)))
+        return writer
