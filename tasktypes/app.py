@@ -29,6 +29,7 @@ from .jsonrpc import DEFAULT_MAX_BATCH, JsonRpc20, JsonRpcApplication
 from .soap import SOAP_PATH, FastSoap11, SafeSoap11, SoapApplication
 from .decorator import DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS, WaitSlots
 from .errors import TaskError, is_client_fault
+from .idempotency import ENVIRON_KEY as IDEMPOTENCY_ENVIRON_KEY
 from .idempotency import check_header as check_idempotency_key
 from .direct import direct_methods
 from .direct_soap import DirectSoap
@@ -63,6 +64,9 @@ def _content_length(environ):
     length = environ.get("CONTENT_LENGTH") or ""
     return int(length) if length.isascii() and length.isdigit() else 0
 
+
+#: Digits of _LARGE_BODY: a Content-Length of fewer cannot be over it.
+_LARGE_DIGITS = len(str(_LARGE_BODY))
 
 _released = [0.0]  # monotonic time of the last release
 
@@ -117,22 +121,26 @@ class TaskTypesApplication:
         if not self._warned:
             self._warn_if_multiprocess(environ)
         path = environ.get("PATH_INFO") or "/"
-        if path.endswith("/") and path not in self.mounts and path.rstrip("/") in self.mounts \
-                and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            # a page ("/dashboard/") would resolve its relative links under
-            # itself: send the browser to the address without the slash
-            location = path.rstrip("/")
-            if environ.get("QUERY_STRING"):
-                location += "?" + environ["QUERY_STRING"]
-            return _plain(start_response, "301 Moved Permanently", location + "\n",
-                          [("Location", location)])
-        app = self.mounts.get(path.rstrip("/") or "/") or self._by_prefix(path)
+        if path[-1] != "/":  # the usual case: a mount by its own name
+            app = self.mounts.get(path) or self._by_prefix(path)
+        else:
+            if path not in self.mounts and path.rstrip("/") in self.mounts \
+                    and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+                # a page ("/dashboard/") would resolve its relative links under
+                # itself: send the browser to the address without the slash
+                location = path.rstrip("/")
+                if environ.get("QUERY_STRING"):
+                    location += "?" + environ["QUERY_STRING"]
+                return _plain(start_response, "301 Moved Permanently", location + "\n",
+                              [("Location", location)])
+            app = self.mounts.get(path.rstrip("/") or "/") or self._by_prefix(path)
         if app is None:
             return _plain(start_response, "404 Not Found",
                           "not found; endpoints: %s\n" % ", ".join(sorted(self.mounts)))
-        bad_key = check_idempotency_key(environ)
-        if bad_key is not None:  # before any method runs (tasktypes.idempotency)
-            return _plain(start_response, "400 Bad Request", bad_key)
+        if IDEMPOTENCY_ENVIRON_KEY in environ:
+            bad_key = check_idempotency_key(environ)
+            if bad_key is not None:  # before any method runs (tasktypes.idempotency)
+                return _plain(start_response, "400 Bad Request", bad_key)
         refusal = self._check_headers(environ)
         if refusal is None and environ.get("REQUEST_METHOD") == "POST":
             refusal = self._limit_body(environ)
@@ -142,7 +150,9 @@ class TaskTypesApplication:
             # connection whose body it has not read.
             return _plain(start_response, refusal[0], refusal[1])
         result = app(environ, start_response)
-        if _content_length(environ) > _LARGE_BODY:
+        # (a length under _LARGE_DIGITS digits cannot be over _LARGE_BODY)
+        if len(environ.get("CONTENT_LENGTH") or "") >= _LARGE_DIGITS \
+                and _content_length(environ) > _LARGE_BODY:
             return _ReleaseAfter(result)
         return result
 

@@ -30,20 +30,20 @@ _ROLES = ("progress", "result", "cancel", "wait", "log")
 
 class ControlContext:
     """What a control function reads of spyne's context: the application
-    (its store, limits) and the request's WSGI environ (its wait budget)."""
+    (its store, limits) and the request's WSGI environ (its wait budget),
+    as ``ctx.app`` and ``ctx.transport.req_env``. The context is its own
+    transport (a property, not a second object or a reference cycle): one
+    allocation per call, not two."""
 
-    __slots__ = ("app", "transport")
+    __slots__ = ("app", "req_env")
 
     def __init__(self, app, environ):
         self.app = app
-        self.transport = _Transport(environ)
-
-
-class _Transport:
-    __slots__ = ("req_env",)
-
-    def __init__(self, environ):
         self.req_env = environ
+
+    @property
+    def transport(self):
+        return self
 
 
 def _bound(attrs, name, default):
@@ -98,8 +98,13 @@ def listened(managers):
     for its log line and its InternalError, which a direct answer does
     itself) do not count."""
     for manager in managers:
-        for handlers in manager.handlers.values():
-            for handler in handlers:
+        handlers = manager.handlers
+        if not handlers:  # most managers have no listener at all
+            continue
+        for found in handlers.values():
+            # spyne's ordered set keeps its members as the keys of ``map``:
+            # a dict's iteration, not the set's Python generator
+            for handler in getattr(found, "map", found):
                 if not getattr(handler, "tasktypes_own", False):
                     return True
     return False
@@ -117,6 +122,26 @@ def _direct_call(app, protocol, descriptor):
     function = descriptor.function
     write = protocol._result_writer(descriptor)
     managers = event_managers(app, descriptor)
+
+    if count == 1:  # most control methods take a task id only
+        name, read = names[0], readers[0]
+
+        def call(params, environ):
+            if listened(managers):
+                return NOT_DIRECT
+            if type(params) is dict:
+                if len(params) != 1 or name not in params:
+                    return NOT_DIRECT
+                value = read(params[name])
+            elif type(params) is list and len(params) == 1:
+                value = read(params[0])
+            else:
+                return NOT_DIRECT
+            if value is NOT_DIRECT:
+                return NOT_DIRECT
+            return write([function(ControlContext(app, environ), value)])
+
+        return call
 
     def call(params, environ):
         if listened(managers):

@@ -25,8 +25,10 @@ crash only.
 """
 
 import contextvars
+import json
 import logging
 import sys
+from json.encoder import c_make_encoder
 
 from spyne.auxproc import process_contexts
 from spyne.model import Fault
@@ -68,6 +70,29 @@ class _NotedByTheRequest(logging.Filter):
         return not _SERVING.get()
 
 
+def _encoder():
+    """The bytes of a direct reply's JSON value, as ``encode`` writes them
+    (UTF-8, compact, no NaN): with C's encoder made once, not one per call
+    as ``json.JSONEncoder.encode`` makes it. No circular-reference check
+    (its memo would be shared by threads, and keep the ids of a value
+    that failed): a reply is a tree that the protocol's writers have just
+    built. Lone surrogates, which UTF-8 cannot hold, go to ``encode``."""
+    if c_make_encoder is None:
+        return encode
+    make = c_make_encoder(None, json.JSONEncoder().default, json.encoder.encode_basestring,
+                          None, ":", ",", False, False, False)
+
+    def encode_fast(doc):
+        try:
+            return "".join(make(doc, 0)).encode("utf-8")
+        except UnicodeEncodeError:
+            return encode(doc)
+    return encode_fast
+
+
+_encode = _encoder()
+
+
 def _http_error(start_response, status, text, headers=()):
     body = ("%s: %s\n" % (status, text)).encode("utf-8")
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
@@ -105,14 +130,24 @@ class _ErrorNotes:
                         "first: %s", doc_size, self.count, self.crashes, self.first)
 
 
+#: Where a request's _ErrorNotes are kept in its WSGI environ.
+_NOTES = "tasktypes.jsonrpc_errors"
+
+
+def _notes_in(env):
+    """The request's _ErrorNotes, made on its first error: a request that
+    goes well (most of them) makes none."""
+    notes = env.get(_NOTES)
+    if notes is None:
+        notes = env[_NOTES] = _ErrorNotes()
+    return notes
+
+
 def _notes(ctx):
     env = getattr(ctx.transport, "req_env", None)
     if env is None:  # not served over WSGI: spyne's own logs say it
         return None
-    notes = env.get("tasktypes.jsonrpc_errors")
-    if notes is None:  # a call run on its own, outside __call__
-        notes = env["tasktypes.jsonrpc_errors"] = _ErrorNotes()
-    return notes
+    return _notes_in(env)
 
 
 def _on_exception_object(ctx):
@@ -187,8 +222,9 @@ class JsonRpcApplication(WsgiApplication):
         if environ.get("REQUEST_METHOD") != "POST":
             return _http_error(start_response, "405 Method Not Allowed",
                                "JSON-RPC takes POST", [("Allow", "POST")])
-        media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
-        if media_type != "application/json":
+        content_type = environ.get("CONTENT_TYPE", "")
+        if content_type != "application/json" and \
+                content_type.partition(";")[0].strip().lower() != "application/json":
             # Not a form or text/plain: a web page may post those to us from
             # a visitor's browser without asking (CSRF); application/json
             # needs the browser's CORS preflight, which we do not grant.
@@ -203,16 +239,19 @@ class JsonRpcApplication(WsgiApplication):
     def _serve(self, environ, start_response):
         # A context for the request as a whole only where someone listens
         # to its events: building one costs more than a whole direct call.
-        listened = self.event_manager.handlers.get("wsgi_call") or \
-            self.event_manager.handlers.get("wsgi_close")
-        ctx = WsgiMethodContext(self, environ, JSON_TYPE) if listened else None
+        handlers = self.event_manager.handlers
+        ctx = WsgiMethodContext(self, environ, JSON_TYPE) if handlers and (
+            handlers.get("wsgi_call") or handlers.get("wsgi_close")) else None
         if ctx is not None:
             self.event_manager.fire_event("wsgi_call", ctx)
         body = self._read_body(environ)
-        environ["tasktypes.jsonrpc_errors"] = errors = _ErrorNotes()
+        # The request's _ErrorNotes, made by the first error (_notes_in).
+        environ.pop(_NOTES, None)
         doc = None
+        containers = _CONTAINERS_PER_CALL * self.max_batch
         try:
-            if body.count(b"{") + body.count(b"[") > _CONTAINERS_PER_CALL * self.max_batch:
+            if len(body) > containers and \
+                    body.count(b"{") + body.count(b"[") > containers:
                 # Refused before parsing: 10 MB of "[{},{},...]" would take the
                 # parser 200 MB and a second of CPU only to be refused after.
                 raise InvalidRequest(
@@ -242,7 +281,9 @@ class JsonRpcApplication(WsgiApplication):
             body = self._reply(whole)
         if ctx is not None:
             self.event_manager.fire_event("wsgi_close", ctx)
-        errors.log(doc_size=len(doc) if type(doc) is list else 1)
+        errors = environ.get(_NOTES)
+        if errors is not None:
+            errors.log(doc_size=len(doc) if type(doc) is list else 1)
         if not body:
             start_response("204 No Content", [])
             return []
@@ -331,16 +372,15 @@ class JsonRpcApplication(WsgiApplication):
         req_id = call.get("id", NO_ID)
         if req_id is not NO_ID and req_id is not None and type(req_id) not in (str, int):
             return None  # floats and the odd ids: spyne's path says what is wrong
-        notes = environ["tasktypes.jsonrpc_errors"]
         failure = None
         try:
             result = direct(call.get("params"), environ)
         except Fault as fault:
-            notes.note("%s: %s: %s" % (call["method"], fault.faultcode,
+            _notes_in(environ).note("%s: %s: %s" % (call["method"], fault.faultcode,
                                        short(fault.faultstring)))
             failure = fault
         except Exception:  # as spyne's path: an internal error, logged
-            notes.crashed("JSON-RPC %s raised" % call["method"])
+            _notes_in(environ).crashed("JSON-RPC %s raised" % call["method"])
             failure = InternalError()
         if failure is not None:
             if req_id is NO_ID:
@@ -351,7 +391,7 @@ class JsonRpcApplication(WsgiApplication):
             return None
         if req_id is NO_ID:
             return b""
-        return encode({"jsonrpc": "2.0", "result": result, "id": req_id})
+        return _encode({"jsonrpc": "2.0", "result": result, "id": req_id})
 
     def _system_reply(self, ctx, method):
         protocol = self.app.in_protocol
