@@ -71,26 +71,33 @@ class _NotedByTheRequest(logging.Filter):
 
 
 def _encoder():
-    """The bytes of a direct reply's JSON value, as ``encode`` writes them
-    (UTF-8, compact, no NaN): with C's encoder made once, not one per call
-    as ``json.JSONEncoder.encode`` makes it. No circular-reference check
-    (its memo would be shared by threads, and keep the ids of a value
-    that failed): a reply is a tree that the protocol's writers have just
+    """``reply(result, req_id)``: the bytes of a direct call's reply, as
+    ``encode({"jsonrpc": "2.0", "result": result, "id": req_id})`` writes
+    them (UTF-8, compact, no NaN), for less: C's encoder is made once, not
+    once per call as ``json.JSONEncoder.encode`` makes it, and the fixed
+    part around the result is written once. No circular-reference check
+    (its memo would be shared by threads, and keep the ids of a value that
+    failed): a result is a tree that the protocol's writers have just
     built. Lone surrogates, which UTF-8 cannot hold, go to ``encode``."""
     if c_make_encoder is None:
-        return encode
+        return lambda result, req_id: encode({"jsonrpc": "2.0", "result": result,
+                                               "id": req_id})
     make = c_make_encoder(None, json.JSONEncoder().default, json.encoder.encode_basestring,
                           None, ":", ",", False, False, False)
 
-    def encode_fast(doc):
+    def reply(result, req_id):
         try:
-            return "".join(make(doc, 0)).encode("utf-8")
+            # req_id is a str, an int (not a bool) or None (_call)
+            return ('{"jsonrpc":"2.0","result":%s,"id":%s}' % (
+                "".join(make(result, 0)),
+                int.__repr__(req_id) if type(req_id) is int else "".join(make(req_id, 0))
+            )).encode("utf-8")
         except UnicodeEncodeError:
-            return encode(doc)
-    return encode_fast
+            return encode({"jsonrpc": "2.0", "result": result, "id": req_id})
+    return reply
 
 
-_encode = _encoder()
+_direct_result = _encoder()
 
 
 def _http_error(start_response, status, text, headers=()):
@@ -309,10 +316,16 @@ class JsonRpcApplication(WsgiApplication):
         if type(method) is not str:
             method = None  # no lookup of an unhashable name; spyne's path says what is wrong
         direct = self.direct_methods.get(method)
-        if direct is not None:
-            reply = self._direct_reply(direct, call, environ)
-            if reply is not None:
-                return reply
+        if direct is not None and call.get("jsonrpc") == "2.0":
+            req_id = call.get("id", NO_ID)
+            # floats and the odd ids: spyne's path says what is wrong
+            if req_id is NO_ID or req_id is None or type(req_id) in (str, int):
+                try:
+                    result = direct(call.get("params"), environ)
+                except Exception as exc:
+                    return self._direct_failure(exc, method, req_id, environ)
+                if result is not NOT_DIRECT:
+                    return b"" if req_id is NO_ID else _direct_result(result, req_id)
         ctx = WsgiMethodContext(self, environ, JSON_TYPE)
         ctx.in_document = call  # parsed with the body: create_in_document keeps it
         system = self.system_methods.get(method)
@@ -364,34 +377,21 @@ class JsonRpcApplication(WsgiApplication):
         ctx.close()
         return b"".join(ctx.out_string)
 
-    def _direct_reply(self, direct, call, environ):
-        """The reply (bytes, empty for a notification) of a call that a
-        direct method answers, or None: then spyne's stages run it."""
-        if call.get("jsonrpc") != "2.0":
-            return None
-        req_id = call.get("id", NO_ID)
-        if req_id is not NO_ID and req_id is not None and type(req_id) not in (str, int):
-            return None  # floats and the odd ids: spyne's path says what is wrong
-        failure = None
-        try:
-            result = direct(call.get("params"), environ)
-        except Fault as fault:
-            _notes_in(environ).note("%s: %s: %s" % (call["method"], fault.faultcode,
-                                       short(fault.faultstring)))
-            failure = fault
-        except Exception:  # as spyne's path: an internal error, logged
-            _notes_in(environ).crashed("JSON-RPC %s raised" % call["method"])
+    @staticmethod
+    def _direct_failure(exc, method, req_id, environ):
+        """The reply (bytes, empty for a notification) of a direct call
+        that raised ``exc``: its Fault, or an internal error, logged."""
+        if isinstance(exc, Fault):
+            _notes_in(environ).note("%s: %s: %s" % (method, exc.faultcode,
+                                                    short(exc.faultstring)))
+            failure = exc
+        else:  # as spyne's path: an internal error, logged
+            _notes_in(environ).crashed("JSON-RPC %s raised" % method)
             failure = InternalError()
-        if failure is not None:
-            if req_id is NO_ID:
-                return b""
-            return encode({"jsonrpc": "2.0", "error": JsonRpc20.error_object(failure),
-                           "id": req_id})
-        if result is NOT_DIRECT:
-            return None
         if req_id is NO_ID:
             return b""
-        return _encode({"jsonrpc": "2.0", "result": result, "id": req_id})
+        return encode({"jsonrpc": "2.0", "error": JsonRpc20.error_object(failure),
+                       "id": req_id})
 
     def _system_reply(self, ctx, method):
         protocol = self.app.in_protocol
