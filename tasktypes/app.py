@@ -142,8 +142,6 @@ class TaskTypesApplication:
             if bad_key is not None:  # before any method runs (tasktypes.idempotency)
                 return _plain(start_response, "400 Bad Request", bad_key)
         refusal = self._check_headers(environ)
-        if refusal is None and environ.get("REQUEST_METHOD") == "POST":
-            refusal = self._limit_body(environ)
         if refusal is not None:
             # No "Connection: close" of our own: PEP 3333 forbids hop-by-hop
             # headers (waitress answers one with a 500); the server closes a
@@ -156,17 +154,19 @@ class TaskTypesApplication:
             return _ReleaseAfter(result)
         return result
 
-    @staticmethod
-    def _check_headers(environ):
+    def _check_headers(self, environ):
         """Refuse what no honest client sends (an HTTP status and text, or
         None): a Host that is not a host name or address, and a body with
         both Content-Length and Transfer-Encoding (request smuggling: the
-        two would disagree on where the next request starts)."""
+        two would disagree on where the next request starts); then a POST
+        body over the limit (``_limit_body``)."""
         host = environ.get("HTTP_HOST")
         if host is not None and not _HOST.match(host):
             return "400 Bad Request", "bad Host header\n"
         if environ.get("HTTP_TRANSFER_ENCODING") and environ.get("CONTENT_LENGTH"):
             return "400 Bad Request", "both Content-Length and Transfer-Encoding\n"
+        if environ.get("REQUEST_METHOD") == "POST":
+            return self._limit_body(environ)
         return None
 
     def _by_prefix(self, path):

@@ -251,7 +251,14 @@ class JsonRpcApplication(WsgiApplication):
             handlers.get("wsgi_call") or handlers.get("wsgi_close")) else None
         if ctx is not None:
             self.event_manager.fire_event("wsgi_call", ctx)
-        body = self._read_body(environ)
+        # The application in front limits the size (HTTP 413) from
+        # CONTENT_LENGTH; a body without one is read whole.
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            body = environ["wsgi.input"].read(int(length))
+        else:
+            body = environ["wsgi.input"].read() if "HTTP_TRANSFER_ENCODING" in environ \
+                else b""
         # The request's _ErrorNotes, made by the first error (_notes_in).
         environ.pop(_NOTES, None)
         doc = None
@@ -297,16 +304,6 @@ class JsonRpcApplication(WsgiApplication):
         start_response("200 OK", [("Content-Type", JSON_TYPE),
                                   ("Content-Length", str(len(body)))])
         return [body]
-
-    @staticmethod
-    def _read_body(environ):
-        # The application in front limits the size (HTTP 413) from
-        # CONTENT_LENGTH; a body without one is read whole.
-        stream = environ["wsgi.input"]
-        length = environ.get("CONTENT_LENGTH")
-        if not length:
-            return stream.read() if "HTTP_TRANSFER_ENCODING" in environ else b""
-        return stream.read(int(length))
 
     def _call(self, call, environ):
         """One request object -> its reply (bytes, empty for a notification):

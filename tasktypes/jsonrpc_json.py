@@ -77,10 +77,20 @@ def encode(doc):
         return encode_ascii(doc).encode("ascii")
 
 
+_scan = _decode.__self__.scan_once
+
+
 def parse_json(body):
     """A request body (bytes) as JSON; any failure is a parse error (-32700)."""
     try:
-        return _decode(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        try:  # one value with no white space around it: the decoder's scanner alone
+            doc, end = _scan(text, 0)
+            if end == len(text):
+                return doc
+        except (StopIteration, ValueError):
+            pass  # the decoder says what is wrong
+        return _decode(text)
     except UnicodeDecodeError as e:
         raise ParseError("Parse error: body is not UTF-8 (%s)" % e.reason) from None
     except ValueError as e:
