@@ -54,9 +54,21 @@ _INTERNAL_ERROR_NULL_ID = (b'{"jsonrpc":"2.0","error":{"code":-32603,"message":'
                            b'"Internal error","data":{"faultcode":"Server.InternalError"}},'
                            b'"id":null}')
 
-# Set while this thread serves a JSON-RPC request: spyne's own records of its
-# calls' faults are then dropped, as the request's one line says them.
+# Set while spyne serves (part of) a JSON-RPC request in this thread: spyne's
+# own records of its calls' faults are then dropped, as the request's one
+# line says them. Set around spyne's parts only (_as_served): a direct
+# answer has no spyne in it, and setting a context variable costs about
+# what a tenth of a direct poll does.
 _SERVING = contextvars.ContextVar("tasktypes_jsonrpc_serving", default=False)
+
+
+def _as_served(function, *args):
+    """``function(*args)`` with _SERVING set."""
+    serving = _SERVING.set(True)
+    try:
+        return function(*args)
+    finally:
+        _SERVING.reset(serving)
 
 # The loggers spyne 2.14.0's stages write each fault to, with a traceback:
 # Application.process_request (spyne.application and its .client and .server)
@@ -237,11 +249,7 @@ class JsonRpcApplication(WsgiApplication):
             # needs the browser's CORS preflight, which we do not grant.
             return _http_error(start_response, "415 Unsupported Media Type",
                                "JSON-RPC takes Content-Type: application/json")
-        serving = _SERVING.set(True)
-        try:
-            return self._serve(environ, start_response)
-        finally:
-            _SERVING.reset(serving)
+        return self._serve(environ, start_response)
 
     def _serve(self, environ, start_response):
         # A context for the request as a whole only where someone listens
@@ -250,7 +258,7 @@ class JsonRpcApplication(WsgiApplication):
         ctx = WsgiMethodContext(self, environ, JSON_TYPE) if handlers and (
             handlers.get("wsgi_call") or handlers.get("wsgi_close")) else None
         if ctx is not None:
-            self.event_manager.fire_event("wsgi_call", ctx)
+            _as_served(self.event_manager.fire_event, "wsgi_call", ctx)
         # The application in front limits the size (HTTP 413) from
         # CONTENT_LENGTH; a body without one is read whole.
         length = environ.get("CONTENT_LENGTH")
@@ -289,12 +297,9 @@ class JsonRpcApplication(WsgiApplication):
                 parts = [part for part in (self._call(call, environ) for call in doc) if part]
                 body = b"[" + b",".join(parts) + b"]" if parts else b""
         except (ParseError, InvalidRequest) as e:  # the request as a whole
-            whole = WsgiMethodContext(self, environ, JSON_TYPE)
-            whole.in_error = whole.out_error = e
-            whole.fire_event("method_exception_object")  # as generate_contexts does
-            body = self._reply(whole)
+            body = _as_served(self._whole_error, e, environ)
         if ctx is not None:
-            self.event_manager.fire_event("wsgi_close", ctx)
+            _as_served(self.event_manager.fire_event, "wsgi_close", ctx)
         errors = environ.get(_NOTES)
         if errors is not None:
             errors.log(doc_size=len(doc) if type(doc) is list else 1)
@@ -304,6 +309,13 @@ class JsonRpcApplication(WsgiApplication):
         start_response("200 OK", [("Content-Type", JSON_TYPE),
                                   ("Content-Length", str(len(body)))])
         return [body]
+
+    def _whole_error(self, error, environ):
+        """The reply to a request that is wrong as a whole."""
+        whole = WsgiMethodContext(self, environ, JSON_TYPE)
+        whole.in_error = whole.out_error = error
+        whole.fire_event("method_exception_object")  # as generate_contexts does
+        return self._reply(whole)
 
     def _call(self, call, environ):
         """One request object -> its reply (bytes, empty for a notification):
@@ -323,6 +335,9 @@ class JsonRpcApplication(WsgiApplication):
                     return self._direct_failure(exc, method, req_id, environ)
                 if result is not NOT_DIRECT:
                     return b"" if req_id is NO_ID else _direct_result(result, req_id)
+        return _as_served(self._spyne_call, call, method, environ)
+
+    def _spyne_call(self, call, method, environ):
         ctx = WsgiMethodContext(self, environ, JSON_TYPE)
         ctx.in_document = call  # parsed with the body: create_in_document keeps it
         system = self.system_methods.get(method)
