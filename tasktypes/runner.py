@@ -15,10 +15,11 @@ import collections
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 
-from .documents import encode_result
+from .documents import result_document
 from .errors import Busy, TaskStopped
 from .task_body import error_text, logged_traceback, run_body
 from .tasklog import capturing
@@ -116,6 +117,7 @@ class ThreadRunner:
         return None  # not reached: _queued counts what _waiting holds
 
     def _work(self):
+        _background()
         item = None
         while True:
             with self._cond:
@@ -143,14 +145,17 @@ class ThreadRunner:
             return  # cancelled while queued
         limit = None
         if task_type.time_limit:
-            limit = self._limits.watch(task_type.time_limit, store.fail,
-                                       (task_type, task_id, task_type.time_limit_message, True))
+            limit = self._limits.watch(task_type.time_limit, self._time_out,
+                                       (task_type, task_id))
         try:
             with capturing(lambda line: store.append_log(task_id, [line])):
                 self._run_body(task_type, task_id, args)
         finally:
             if limit is not None:
                 self._limits.cancel(limit)
+
+    def _time_out(self, task_type, task_id):
+        self.store.fail(task_type, task_id, task_type.time_limit_message, True)
 
     def _run_body(self, task_type, task_id, args):
         store = self.store
@@ -166,14 +171,21 @@ class ThreadRunner:
             store.fail(task_type, task_id, error_text(exc))
         else:
             try:  # as in the Redis store: a result must fit its declared type
-                doc = encode_result(task_type.returns, result, store.max_result)
+                doc, result = result_document(task_type.returns, result, store.max_result)
             except Exception as exc:
                 logger.error("task %d of %s returned what cannot be stored: %s", task_id,
                              task_type.name, error_text(exc))
                 store.fail(task_type, task_id,
                            "the result cannot be stored: %s" % error_text(exc))
-            else:
-                store.finish(task_type, task_id, doc)
+            else:  # what the document reads back as, read once: no second decode
+                store.finish_decoded(task_id, result)
+
+
+def _background():
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
 
 
 class TimeLimits:
@@ -183,6 +195,13 @@ class TimeLimits:
     they are half of it, so a long limit that its task never reaches costs
     no memory for long.
 
+    The thread sleeps until the soonest deadline in the heap, cancelled or
+    not, and is woken only for a limit due before that: tasks of one method
+    that run one after the other (each limit later than the one before)
+    never wake it. Dropping each cancelled limit at once instead left it
+    sleeping with nothing to wait for, and every next task woke it: two
+    thread switches per task.
+
         limit = limits.watch(seconds, function, args)   # function(*args) then
         limits.cancel(limit)                            # unless cancelled first
     """
@@ -191,19 +210,22 @@ class TimeLimits:
         self._heap = []  # [deadline, number, function, args]; function None: cancelled
         self._numbers = itertools.count()
         self._cancelled = 0  # cancelled entries still in the heap
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._thread = None
+        self._wakeup = None  # when the thread wakes by itself; None: not before notified
         self._closed = False
 
     def watch(self, seconds, function, args):
-        limit = [time.monotonic() + seconds, next(self._numbers), function, args]
+        deadline = time.monotonic() + seconds
+        limit = [deadline, next(self._numbers), function, args]
         with self._cond:
             heapq.heappush(self._heap, limit)
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._watch, daemon=True,
                                                 name="tasktypes-time-limits")
                 self._thread.start()
-            elif self._heap[0] is limit:
+            elif self._wakeup is None or deadline < self._wakeup:
+                self._wakeup = deadline
                 self._cond.notify()  # sooner than what the thread waits for
         return limit
 
@@ -226,19 +248,23 @@ class TimeLimits:
     def _watch(self):
         while True:
             with self._cond:
-                while True:
+                function = None
+                while function is None:
                     if self._closed:
                         return
-                    while self._heap and self._heap[0][2] is None:
-                        heapq.heappop(self._heap)
-                        self._cancelled -= 1
                     now = time.monotonic()
-                    if self._heap and self._heap[0][0] <= now:
-                        limit = heapq.heappop(self._heap)
+                    heap = self._heap
+                    while heap and heap[0][0] <= now:
+                        limit = heapq.heappop(heap)
+                        if limit[2] is None:
+                            self._cancelled -= 1
+                            continue
                         function, args = limit[2], limit[3]
                         limit[2] = limit[3] = None  # fired: cancel does nothing
                         break
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+                    else:
+                        self._wakeup = heap[0][0] if heap else None
+                        self._cond.wait(None if self._wakeup is None else self._wakeup - now)
             try:
                 function(*args)
             except Exception:
