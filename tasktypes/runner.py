@@ -46,35 +46,39 @@ class ThreadRunner:
         self.workers = workers
         self.max_queued = max_queued
         self._waiting = collections.deque()  # (task_type, task_id, args)
-        self._running = collections.Counter()  # method name -> running now
-        self._queued = collections.Counter()  # task type -> its tasks waiting now
+        self._running = {}  # method name -> tasks running now
+        self._queued = {}  # task type -> its tasks waiting now (never 0)
         self._threads = []
         self._sleeping = 0  # workers waiting for a task that nobody woke yet
         self._closed = False
-        self._cond = threading.Condition(threading.Lock())
+        # ``with self._lock``, not ``with self._cond``: the same lock without
+        # Condition's Python-level __enter__ and __exit__.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._limits = TimeLimits()
 
     def enqueue(self, task_type, task_id, args):
-        with self._cond:
+        with self._lock:
             if len(self._waiting) >= self.max_queued:
                 raise Busy("%d tasks are waiting already; try again later"
                            % len(self._waiting))
             self._waiting.append((task_type, task_id, args))
-            self._queued[task_type] += 1
-            if self._has_slot(task_type):  # else the worker that frees a slot takes it
-                self._wake_one()
+            self._queued[task_type] = self._queued.get(task_type, 0) + 1
+            limit = task_type.max_running
+            if limit is None or self._running.get(task_type.name, 0) < limit:
+                self._wake_one()  # else the worker that frees a slot takes it
 
     def discard(self, task_id):
         """Forget a waiting task (cancelled), freeing its place in the queue."""
-        with self._cond:
+        with self._lock:
             for item in self._waiting:
                 if item[1] == task_id:
                     self._waiting.remove(item)
-                    self._queued[item[0]] -= 1
+                    self._unqueue(item[0])
                     return
 
     def close(self):
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify_all()
         self._limits.close()
@@ -91,27 +95,38 @@ class ThreadRunner:
             self._threads.append(thread)
             thread.start()
 
-    def _has_slot(self, task_type):
-        limit = task_type.max_running
-        return limit is None or self._running[task_type.name] < limit
+    def _unqueue(self, task_type):
+        left = self._queued[task_type] - 1
+        if left:
+            self._queued[task_type] = left
+        else:
+            del self._queued[task_type]
 
     def _any_runnable(self):
         """Whether a waiting task has a free slot: a look at the few methods
         that have waiting tasks, not at every waiting task."""
-        return any(count and self._has_slot(task_type)
-                   for task_type, count in self._queued.items())
+        running = self._running
+        for task_type in self._queued:
+            limit = task_type.max_running
+            if limit is None or running.get(task_type.name, 0) < limit:
+                return True
+        return False
 
     def _next(self):
         """The oldest waiting task whose method has a free slot, taken (lock
         held); wakes a sleeping worker if another runnable task waits."""
-        if not self._waiting or not self._any_runnable():
+        waiting = self._waiting
+        if not waiting or not self._any_runnable():
             return None
-        for i, item in enumerate(self._waiting):
-            if self._has_slot(item[0]):
-                del self._waiting[i]
-                self._queued[item[0]] -= 1
-                self._running[item[0].name] += 1
-                if self._any_runnable():
+        running = self._running
+        for i, item in enumerate(waiting):
+            task_type = item[0]
+            limit = task_type.max_running
+            if limit is None or running.get(task_type.name, 0) < limit:
+                del waiting[i]
+                self._unqueue(task_type)
+                running[task_type.name] = running.get(task_type.name, 0) + 1
+                if waiting and self._any_runnable():
                     self._wake_one()
                 return item
         return None  # not reached: _queued counts what _waiting holds
@@ -120,7 +135,7 @@ class ThreadRunner:
         _background()
         item = None
         while True:
-            with self._cond:
+            with self._lock:
                 if item is not None:
                     self._running[item[0].name] -= 1
                 item = self._next()
@@ -133,7 +148,7 @@ class ThreadRunner:
             try:
                 self._run(*item)
             except BaseException:  # this worker dies: its slot must not
-                with self._cond:
+                with self._lock:
                     self._running[item[0].name] -= 1
                     if self._any_runnable():
                         self._wake_one()
@@ -210,7 +225,8 @@ class TimeLimits:
         self._heap = []  # [deadline, number, function, args]; function None: cancelled
         self._numbers = itertools.count()
         self._cancelled = 0  # cancelled entries still in the heap
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._thread = None
         self._wakeup = None  # when the thread wakes by itself; None: not before notified
         self._closed = False
@@ -218,7 +234,7 @@ class TimeLimits:
     def watch(self, seconds, function, args):
         deadline = time.monotonic() + seconds
         limit = [deadline, next(self._numbers), function, args]
-        with self._cond:
+        with self._lock:
             heapq.heappush(self._heap, limit)
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._watch, daemon=True,
@@ -230,7 +246,7 @@ class TimeLimits:
         return limit
 
     def cancel(self, limit):
-        with self._cond:
+        with self._lock:
             if limit[2] is None:
                 return  # it fired (or was cancelled) already
             limit[2] = limit[3] = None
@@ -241,13 +257,13 @@ class TimeLimits:
                 self._cancelled = 0
 
     def close(self):
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify()
 
     def _watch(self):
         while True:
-            with self._cond:
+            with self._lock:
                 function = None
                 while function is None:
                     if self._closed:
