@@ -49,6 +49,13 @@ def encode_result(returns, value, max_size=None):
     """What the body returned, as a JSON document of ``returns``; raises if
     the value does not fit the type, or its document has more than
     ``max_size`` bytes (``ResultTooLarge``)."""
+    return result_document(returns, value, max_size)[0]
+
+
+def result_document(returns, value, max_size=None):
+    """``(encode_result(returns, value, max_size), what decode_result reads
+    back from it)``: the thread store keeps the value read back, which the
+    encoding has made already (it checks that the document reads back)."""
     if type(value) is int and _ints_come_back(returns):
         # The round trip of a plain int gives this document and the int
         # back: the same answer without spyne's context and walk (some
@@ -57,8 +64,8 @@ def encode_result(returns, value, max_size=None):
         if max_size is not None and len(doc) > max_size:
             raise ResultTooLarge("the result is %d bytes as JSON, over the limit of %d "
                                  "(TASKTYPES_MAX_RESULT)" % (len(doc), max_size))
-        return doc
-    return _round_trip(returns, value, max_size)[0]
+        return doc, value
+    return _round_trip(returns, value, max_size)
 
 
 _INT_DOCUMENT = '{"value": %d}'

@@ -113,11 +113,22 @@ class _CaptureHandler(logging.Handler):
 
 
 def install():
-    """Add the capturing handler to the root logger (once per process)."""
-    root = logging.getLogger()
+    """Add the capturing handler to the root logger (once per process, and
+    again if a logging configuration removed it). Called for every task: a
+    look at the root's handlers, the lock only when ours is not there."""
+    root = logging.root
+    if _installed and _installed[0] in root.handlers:
+        return
     with _install_lock:
-        if any(isinstance(h, _CaptureHandler) for h in root.handlers):
-            return
+        for handler in root.handlers:
+            if isinstance(handler, _CaptureHandler):
+                _installed[:] = [handler]
+                return
         if not root.handlers and root.level > LEVEL:
             root.setLevel(LEVEL)
-        root.addHandler(_CaptureHandler())
+        handler = _CaptureHandler()
+        root.addHandler(handler)
+        _installed[:] = [handler]
+
+
+_installed = []  # the handler install() added or found last
