@@ -9,15 +9,16 @@
 # and every failure is reported (no -x).
 #
 # The venvs are set up one after the other (each `pip install -e` writes the
-# checkout's egg-info) and the suites run PYTHONS_JOBS at a time (default
-# 2, counting the once part of .ci/run while it runs: PYTHONS_BUSY_UNTIL):
-# a suite mostly waits on its servers and tasks, so two share 2 cores and
-# take little longer than one; more than two at once on 2 cores make the
-# tests that time what they check (a time limit, a grace) fail. Each suite starts its own Redis and servers
-# on free ports and keeps its temporary files in its own --basetemp, so the
-# runs share nothing. Each suite's output goes to its log, printed whole, in
-# version order, once all have ended (the path is printed at the start, for
-# `tail -f`).
+# checkout's egg-info) and the suites run PYTHONS_JOBS at a time (default 2;
+# .ci/run counts its once part as one while it runs: PYTHONS_BUSY_UNTIL). A
+# suite mostly waits on its servers and tasks (about a third of a core on
+# average), so two share 2 cores and each takes little longer than alone;
+# with three at once, tests that time what they check (a time limit, a
+# worker's grace) failed on a busy machine. Each suite starts its own Redis
+# and servers on free ports and keeps its temporary files in its own
+# --basetemp, so the runs share nothing. Each suite's output goes to its
+# log, printed whole, in version order, once all have ended (the path is
+# printed when it starts, for `tail -f`).
 #
 # Prints each version's log, one line per version, then, last, "N passed,
 # M failed" summed over the versions (a version that could not be set up
