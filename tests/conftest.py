@@ -22,6 +22,7 @@ import ctypes
 import itertools
 import os
 import re
+import signal
 import sys
 import time
 
@@ -39,6 +40,14 @@ IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 for _name in [n for n in os.environ if n.startswith(SETTINGS_PREFIX)]:
     del os.environ[_name]
+
+# Ctrl-C must reach the programs tests start (tests/test_cli.py presses it
+# in a terminal). A pytest started in the background of a script (.ci/run
+# runs its parts side by side) inherits SIGINT ignored, and so would they:
+# Python's own handler here makes every program started from here begin
+# with the default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- CI: a skip is a failure ------------------------------------------------
