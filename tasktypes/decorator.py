@@ -39,8 +39,9 @@ from .defaults import MAX_WAIT as DEFAULT_MAX_WAIT, MAX_WAITERS as DEFAULT_MAX_W
 
 #: Every task type by its ``key`` ("module:Class.method"). The key is what
 #: crosses processes: the Redis store writes it into each task's hash, and
-#: its worker processes (``process_runner.find_task_type``, importing the
-#: module) and ``RedisStore.describe`` look the task type up by it there.
+#: the worker side (``task_dispatch.task_type_of``: only task types of the
+#: service modules loaded there, never imported by the name read from Redis)
+#: and the task list (``redis_tasklist``) look the task type up by it there.
 #: Code that has the service class in hand uses ``Service.method.task_type``.
 TASK_TYPES = {}
 

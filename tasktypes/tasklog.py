@@ -13,7 +13,7 @@ Bounds, the same in both stores: a task keeps its last ``MAX_LINES`` lines
 Where lines come from. Thread store: the records logged from the thread
 that runs the body (threads the body starts itself are not followed).
 Redis store: the records of the worker process while it runs the task; they
-reach the server process over the worker's pipe (``process_runner``) and
+reach the server process over the worker's pipe (``log_relay``) and
 are kept in Redis.
 
 Records must get through the logging configuration to be kept: a logger

@@ -155,6 +155,8 @@ def test_sigterm_lets_running_tasks_finish(redis_url, submitter, worker_service)
     # long enough that both still run when the signal is handled, on a busy machine too
     running = [submitter.submit(tt, (5.0,)).task_id for _ in range(2)]
     wait_until(lambda: statuses(submitter, tt, running) == [TaskStatus.RUNNING] * 2, 15)
+    # both bodies under way in their worker processes (not only marked running)
+    wait_until(lambda: all(submitter.read(tt, i).progress > 0 for i in running), 15)
     queued = submitter.submit(tt, (0.1,)).task_id
     service.proc.send_signal(signal.SIGTERM)
     assert service.proc.wait(30) == 0, service.read_log()
