@@ -120,14 +120,14 @@ class TaskProgressResponse(ComplexModel):
         # generic constructor costs more than the rest of a progress poll,
         # and every field is given here (the protocols read them by name).
         response = cls.__new__(cls)
-        response.__dict__.update(
-            task_id=state.task_id,
-            progress=state.progress,
-            duration=state.duration(now),
-            starttime=state.starttime,
-            status=state.status.value,
-            message=state.message,
-        )
+        response.__dict__ = {
+            "task_id": state.task_id,
+            "progress": state.progress,
+            "duration": state.duration(now),
+            "starttime": state.starttime,
+            "status": state.status.value,
+            "message": state.message,
+        }
         return response
 
 

@@ -38,7 +38,7 @@ from .errors import (TaskCancelled, TaskFailed, TaskNotFinished,
                      TaskNotFound, TaskStopped, TaskTimedOut)
 from . import idempotency
 from .limits import DEFAULT_MAX_RESULT, MAX_MESSAGE, bounded_text, cut
-from .model import TaskState, TaskStatus, new_task_id
+from .model import NO_RESULT, TaskState, TaskStatus, new_task_id
 from .runner import ThreadRunner
 from .task_body import clamp_progress
 from .tasklog import TaskLog
@@ -47,6 +47,8 @@ from .defaults import (COUNT_WINDOW, MAX_ARGUMENT_CHARS, MAX_INDEXED, MAX_SCANNE
 from .defaults import RESULT_TTL as DEFAULT_RESULT_TTL, WORKERS as DEFAULT_WORKERS
 
 logger = logging.getLogger(__name__)
+
+_new_state = object.__new__
 
 
 
@@ -447,11 +449,13 @@ class ThreadStore(Store):
 
     @staticmethod
     def _copy(state, with_result=False):
-        copy = TaskState(state.task_id, state.method, state.status, state.progress,
-                         state.message, state.starttime, state.endtime, state.timed_out,
-                         submitted=state.submitted, arguments=state.arguments)
-        if with_result:
-            copy.result = state.result
+        # A copy of the fields' dict (one C call: half of what the
+        # dataclass's __init__ with every field costs, on every poll).
+        fields = state.__dict__.copy()
+        if not with_result:
+            fields["result"] = NO_RESULT
+        copy = _new_state(TaskState)
+        copy.__dict__ = fields
         return copy
 
 
