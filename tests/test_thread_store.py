@@ -200,3 +200,104 @@ def test_int_results_fit_as_their_round_trip_does(value):
         if returns is not None:  # None: no document is kept
             with pytest.raises(ResultTooLarge):
                 encode_result(returns, value, len(doc) - 1)
+
+
+def _old_arguments_text(task_type, args):
+    """``store.arguments_text`` as it was before plain arguments were written
+    part by part (git 9697aab): the reference the new one must equal."""
+    import json
+
+    from tasktypes.limits import cut
+    from tasktypes.store import MAX_ARGUMENT_CHARS, _plain
+    names = list(task_type.arg_names or ())
+    names += ["arg%d" % i for i in range(len(names), len(args))]
+    try:
+        text = json.dumps(dict(zip(names, args)), default=_plain)
+    except (TypeError, ValueError, RecursionError) as exc:
+        text = "(arguments not shown: %s)" % exc
+    return cut(text, MAX_ARGUMENT_CHARS)
+
+
+def _plain_values(rng):
+    """Strs, ints, floats, bools and None, the awkward ones first, then random."""
+    fixed = ["", "plain", "é ü ß", "\u2028\u2029", "\x00\x01\x1f\x7f", '"\\/\b\f\n\r\t',
+             "\ud800", "\udfff x \ud83d", "\U0001F600", "\uffff", "ok\u0000end" * 3,
+             0, 1, -1, 2 ** 53 + 1, -(2 ** 64), 10 ** 300, 10 ** 4299, 10 ** 5000,
+             0.0, -0.0, 1.5, 1e-320, 1.7976931348623157e308, 5e-324,
+             float("nan"), float("inf"), float("-inf"), 1e16, 0.1 + 0.2,
+             True, False, None, "x" * 5000]
+    chars = [chr(c) for c in (0, 9, 31, 34, 39, 47, 92, 127, 128, 255, 0x2028, 0xd800,
+                              0xdc00, 0xfeff, 0x1F600)] + list("aZ09 <>&")
+    randoms = []
+    for _ in range(300):
+        kind = rng.randrange(5)
+        if kind == 0:
+            randoms.append("".join(rng.choice(chars) for _ in range(rng.randrange(12))))
+        elif kind == 1:
+            randoms.append(rng.randint(-10 ** rng.randrange(40), 10 ** rng.randrange(40)))
+        elif kind == 2:
+            randoms.append(rng.uniform(-1e6, 1e6) * 10 ** rng.randrange(-300, 300))
+        elif kind == 3:
+            randoms.append(rng.choice((True, False, None)))
+        else:
+            import struct
+            randoms.append(struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0])
+    return fixed + randoms
+
+
+def test_arguments_text_of_plain_arguments_is_what_json_dumps_wrote():
+    """Guards the part-by-part writing of plain arguments (str, int, float,
+    bool, None) in ``arguments_text``: the same text ``json.dumps`` wrote,
+    NaN, infinities, -0.0, huge ints (and ints too long to write: the same
+    message), lone surrogates, control characters and non-ASCII alike."""
+    import random
+
+    from tasktypes.decorator import TaskType
+    from tasktypes.store import arguments_text
+
+    rng = random.Random(14)
+    values = _plain_values(rng)
+    for names in [(), ("a",), ("x", "y", "z"), ("é\u2028", "\ud800", 'q"\\')]:
+        tt = TaskType("m", "k:m", None, Integer, None, None, names)
+        for value in values:
+            for args in [(value,), (value,) * len(names), (value, 1, "two", None)]:
+                assert arguments_text(tt, args) == _old_arguments_text(tt, args), (names, args)
+        for _ in range(200):
+            args = tuple(rng.choice(values) for _ in range(rng.randrange(len(names) + 2)))
+            assert arguments_text(tt, args) == _old_arguments_text(tt, args), (names, args)
+
+
+def test_arguments_text_of_other_arguments_takes_the_json_dumps_path():
+    """Guards: arguments that are not plain (subclasses of int and str
+    included) still go through ``json.dumps`` with ``_plain``: lists, dicts,
+    sets, ComplexModels, dates, enums, self-containing lists."""
+    import datetime
+    import decimal
+    import enum
+
+    from spyne import ComplexModel as Model
+
+    from tasktypes.decorator import TaskType
+    from tasktypes.store import arguments_text
+
+    class Flag(enum.IntEnum):
+        ON = 1
+
+    class Name(str):
+        pass
+
+    class Pair(Model):
+        __namespace__ = "test.args"
+        a = Integer
+        b = Unicode
+
+    looped = []
+    looped.append(looped)
+    tt = TaskType("m", "k:m", None, Integer, None, None, ("a", "b"))
+    for value in [[1, "x", None], {"k": [1.5, float("nan")]}, {1, 2}, (1, "t"),
+                  Pair(a=1, b="é"), datetime.date(2020, 1, 2), decimal.Decimal("1.10"),
+                  Flag.ON, Name("sub"), looped, object(), b"bytes", 1j]:
+        for args in [(value,), ("plain", value), (value, 1, 2)]:
+            expected = _old_arguments_text(tt, args)
+            assert arguments_text(tt, args) == expected, args
+    assert arguments_text(tt, (Flag.ON,)) == '{"a": 1}'
