@@ -77,7 +77,11 @@ def encode(doc):
         return encode_ascii(doc).encode("ascii")
 
 
-_scan = _decode.__self__.scan_once
+#: The scanner of a decoder like ``_decode`` but for ints, which it reads in
+#: C: an int it cannot hold (over 4300 digits) raises ValueError there, and
+#: ``parse_json`` then asks ``_decode``, whose hook keeps it Unrepresentable.
+_scan = json.JSONDecoder(parse_constant=_reject_constant,
+                         parse_float=_parse_float).scan_once
 
 
 def parse_json(body):

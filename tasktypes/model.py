@@ -125,7 +125,7 @@ class TaskProgressResponse(ComplexModel):
             "progress": state.progress,
             "duration": state.duration(now),
             "starttime": state.starttime,
-            "status": state.status.value,
+            "status": state.status._value_,  # .value is a Python property
             "message": state.message,
         }
         return response

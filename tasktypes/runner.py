@@ -147,6 +147,12 @@ class ThreadRunner:
                     item = self._next()
             try:
                 self._run(*item)
+            except Exception as exc:  # ours, not the body's (run_body caught its)
+                # the task ends and the worker lives on: a worker that died
+                # here would leave the task running and its thread uncounted
+                logger.exception("the worker of task %d of %s failed", item[1], item[0].name)
+                self.store.fail(item[0], item[1], "the task's worker failed: %s"
+                                % error_text(exc))
             except BaseException:  # this worker dies: its slot must not
                 with self._lock:
                     self._running[item[0].name] -= 1

@@ -52,7 +52,10 @@ def clamp_progress(fraction):
 def error_text(exc):
     """What clients see of an exception: its type and message (cut to
     ``MAX_ERROR`` characters), no traceback."""
-    text = bounded_text(exc, MAX_ERROR)
+    try:
+        text = bounded_text(exc, MAX_ERROR)
+    except Exception as e:  # its __str__ raised: the task must end all the same
+        text = "(no message: its str() raised %s)" % type(e).__name__
     name = type(exc).__name__
     return "%s: %s" % (name, text) if text else name
 

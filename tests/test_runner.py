@@ -341,15 +341,13 @@ class Unprintable(Exception):
         raise RuntimeError("no text for this exception")
 
 
-@pytest.mark.xfail(strict=True, reason="a body's exception whose str() raises kills its "
-                   "worker for good and leaves the task running (task_body.error_text)")
 def test_an_exception_that_cannot_be_printed_fails_its_task_and_the_worker_lives(stores):
-    """Found while writing these tests (and as old as the runner, not from
-    the speed-up): ``_run_body`` turns a body's exception into text with
-    ``error_text`` (``str(exc)``) inside its ``except``; if ``str`` raises,
-    that escapes ``_work``, the thread dies, the task stays ``running``
-    forever, and the dead thread still counts in ``_threads``, so it is
-    never replaced: with ``workers=1`` nothing ever runs again."""
+    """Found while writing these tests (as old as the runner): ``_run_body``
+    turns a body's exception into text with ``error_text`` (``str(exc)``);
+    when ``str`` raised, that escaped ``_work``, the thread died, the task
+    stayed ``running`` forever, and with ``workers=1`` nothing ran again.
+    Now the text says the message could not be had, and a failure of the
+    worker's own code fails its task and leaves the worker alive."""
     store = stores(workers=1)
 
     def body(ctx, arg, update_progress):
@@ -359,6 +357,7 @@ def test_an_exception_that_cannot_be_printed_fails_its_task_and_the_worker_lives
     good = task_type("good", lambda ctx, arg, update_progress: arg)
     failing = store.submit(bad, (0,)).task_id
     after = store.submit(good, (1,)).task_id
-    # 2 s, not TIMEOUT: while the bug is there this fails at every run
-    assert store.wait(bad, failing, 2).status is TaskStatus.FAILED
+    state = store.wait(bad, failing, TIMEOUT)
+    assert state.status is TaskStatus.FAILED
+    assert state.message == "Unprintable: (no message: its str() raised RuntimeError)"
     assert store.wait(good, after, TIMEOUT).status is TaskStatus.DONE
