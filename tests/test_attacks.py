@@ -228,6 +228,30 @@ def test_an_id_json_cannot_hold_costs_its_own_call_only(server):
     assert by_id[4]["result"] == "z"
 
 
+def test_an_int_python_cannot_read_costs_its_own_call_only(server):
+    """Guards: an integer of 5000 digits (over Python's 4300-digit limit
+    for reading ints) as a param or an id, compact or with spaces (the
+    parser's two paths): that call gets -32602 or -32600 with a null id,
+    the others in its batch their replies."""
+    huge = "9" * 5000
+    for sep in ("", " "):
+        status, reply = post_json(server.url, '{"jsonrpc":"2.0","method":"countdown_progress",'
+                                              '"params":[%s%s],"id":7}' % (sep, huge))
+        assert status == 200
+        error = json.loads(reply)
+        assert error["id"] == 7 and error["error"]["code"] == -32602
+        batch = ('[{"jsonrpc":"2.0","method":"echo","params":["a"],"id":1},'
+                 '{"jsonrpc":"2.0","method":"echo","params":["b"],"id":%s%s},'
+                 '{"jsonrpc":"2.0","method":"countdown_progress","params":{"task_id":%s},'
+                 '"id":3}]' % (sep, huge, huge))
+        status, reply = post_json(server.url, batch)
+        assert status == 200
+        by_id = {r["id"]: r for r in json.loads(reply)}
+        assert by_id[1]["result"] == "a"
+        assert by_id[None]["error"]["code"] == -32600
+        assert by_id[3]["error"]["code"] == -32602
+
+
 def test_a_huge_batch_is_one_refusal_and_one_log_line(server):
     """Guards: a batch of 170,000 calls (12 s of CPU, once) is refused at
     once, before parsing, as one -32600; one over TASKTYPES_MAX_BATCH
