@@ -67,7 +67,14 @@ def _content_length(environ):
     """The body's length from CONTENT_LENGTH, or 0 if it has none or it is
     not a plain decimal number (the caller refuses those)."""
     length = environ.get("CONTENT_LENGTH") or ""
-    return int(length) if length.isascii() and length.isdigit() else 0
+    if not (length.isascii() and length.isdigit()):
+        return 0
+    return int(length) if len(length) <= _MAX_LENGTH_DIGITS else 10 ** _MAX_LENGTH_DIGITS
+
+
+#: Digits of the longest Content-Length read as a number: more is over any
+#: limit (and Python refuses to read an int of over 4300 digits).
+_MAX_LENGTH_DIGITS = 18
 
 
 #: Digits of _LARGE_BODY: a Content-Length of fewer cannot be over it.
@@ -176,7 +183,7 @@ class TaskTypesApplication:
         if environ.get("REQUEST_METHOD") == "POST":
             length = environ.get("CONTENT_LENGTH")
             if length and length.isdigit() and length.isascii() and \
-                    int(length) <= self.max_body:
+                    len(length) <= _MAX_LENGTH_DIGITS and int(length) <= self.max_body:
                 return None  # the usual POST: a length within the limit
             return self._limit_body(environ)
         return None
@@ -201,6 +208,9 @@ class TaskTypesApplication:
         if length:
             if not (length.isascii() and length.isdigit()):
                 return "400 Bad Request", "bad Content-Length: %.40r\n" % length
+            if len(length) > _MAX_LENGTH_DIGITS:
+                return too_large, "request body of %.20s... bytes is over the limit of %d\n" % (
+                    length, self.max_body)
             size = int(length)
             if size > self.max_body:
                 return too_large, "request body of %d bytes is over the limit of %d\n" % (

@@ -106,6 +106,8 @@ def _encoder():
             )).encode("utf-8")
         except UnicodeEncodeError:
             return encode({"jsonrpc": "2.0", "result": result, "id": req_id})
+        except ValueError:  # NaN or infinity: spyne's path answers it (-32603)
+            return None
     return reply
 
 
@@ -334,7 +336,11 @@ class JsonRpcApplication(WsgiApplication):
                 except Exception as exc:
                     return self._direct_failure(exc, method, req_id, environ)
                 if result is not NOT_DIRECT:
-                    return b"" if req_id is NO_ID else _direct_result(result, req_id)
+                    if req_id is NO_ID:
+                        return b""
+                    reply = _direct_result(result, req_id)
+                    if reply is not None:
+                        return reply
         return _as_served(self._spyne_call, call, method, environ)
 
     def _spyne_call(self, call, method, environ):

@@ -77,6 +77,7 @@ def encode(doc):
         return encode_ascii(doc).encode("ascii")
 
 
+_WHITESPACE = json.decoder.WHITESPACE
 #: The scanner of a decoder like ``_decode`` but for ints, which it reads in
 #: C: an int it cannot hold (over 4300 digits) raises ValueError there, and
 #: ``parse_json`` then asks ``_decode``, whose hook keeps it Unrepresentable.
@@ -88,13 +89,16 @@ def parse_json(body):
     """A request body (bytes) as JSON; any failure is a parse error (-32700)."""
     try:
         text = body.decode("utf-8")
-        try:  # one value with no white space around it: the decoder's scanner alone
+        try:  # a value with no white space before it: the decoder's scanner alone
             doc, end = _scan(text, 0)
-            if end == len(text):
-                return doc
+        except json.JSONDecodeError:
+            raise  # what _decode would say, at the same place: no second parse
         except (StopIteration, ValueError):
-            pass  # the decoder says what is wrong
-        return _decode(text)
+            return _decode(text)  # white space first, or an int: the decoder says
+        stop = _WHITESPACE.match(text, end).end()  # as JSONDecoder.decode does
+        if stop != len(text):
+            raise json.JSONDecodeError("Extra data", text, stop)
+        return doc
     except UnicodeDecodeError as e:
         raise ParseError("Parse error: body is not UTF-8 (%s)" % e.reason) from None
     except ValueError as e:

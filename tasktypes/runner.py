@@ -59,6 +59,8 @@ class ThreadRunner:
 
     def enqueue(self, task_type, task_id, args):
         with self._lock:
+            if self._closed:  # no worker would ever take it
+                raise Busy("this server is stopping; try again later")
             if len(self._waiting) >= self.max_queued:
                 raise Busy("%d tasks are waiting already; try again later"
                            % len(self._waiting))
@@ -80,6 +82,7 @@ class ThreadRunner:
     def close(self):
         with self._lock:
             self._closed = True
+            self._sleeping = 0  # they all wake, and end
             self._cond.notify_all()
         self._limits.close()
 
@@ -92,8 +95,8 @@ class ThreadRunner:
         elif len(self._threads) < self.workers:
             thread = threading.Thread(target=self._work, daemon=True,
                                       name="tasktypes-worker-%d" % len(self._threads))
+            thread.start()  # may raise (no more threads): then it is not counted
             self._threads.append(thread)
-            thread.start()
 
     def _unqueue(self, task_type):
         left = self._queued[task_type] - 1
@@ -127,7 +130,10 @@ class ThreadRunner:
                 self._unqueue(task_type)
                 running[task_type.name] = running.get(task_type.name, 0) + 1
                 if waiting and self._any_runnable():
-                    self._wake_one()
+                    try:
+                        self._wake_one()
+                    except RuntimeError:  # no thread to be had: this one comes back
+                        pass
                 return item
         return None  # not reached: _queued counts what _waiting holds
 
@@ -147,18 +153,16 @@ class ThreadRunner:
                     item = self._next()
             try:
                 self._run(*item)
-            except Exception as exc:  # ours, not the body's (run_body caught its)
+            except BaseException as exc:  # ours, not the body's (run_body caught its)
                 # the task ends and the worker lives on: a worker that died
-                # here would leave the task running and its thread uncounted
-                logger.exception("the worker of task %d of %s failed", item[1], item[0].name)
-                self.store.fail(item[0], item[1], "the task's worker failed: %s"
-                                % error_text(exc))
-            except BaseException:  # this worker dies: its slot must not
-                with self._lock:
-                    self._running[item[0].name] -= 1
-                    if self._any_runnable():
-                        self._wake_one()
-                raise
+                # here would leave its task running and never be replaced
+                try:
+                    logger.error("the worker of task %d of %s failed: %s", item[1],
+                                 item[0].name, error_text(exc), exc_info=exc)
+                    self.store.fail(item[0], item[1], "the task's worker failed: %s"
+                                    % error_text(exc))
+                except BaseException:
+                    pass  # the slot is freed and the worker goes on all the same
 
     def _run(self, task_type, task_id, args):
         store = self.store
@@ -205,7 +209,10 @@ class ThreadRunner:
 def _background():
     """Make this worker thread SCHED_BATCH (Linux; elsewhere nothing): the
     same share of the CPU, but waking it does not preempt the thread that
-    woke it. Without it, a submission's wake switched the server's request
+    woke it. What a body starts inherits it (threads, processes: the
+    kernel's reset-on-fork resets only real-time policies), and so does the
+    time-limit thread that a worker starts: all background work, which
+    SCHED_BATCH is for; no privilege is needed, and none is gained. Without it, a submission's wake switched the server's request
     thread out at once, to a worker that then only waited for the GIL that
     thread still held: some 4 more thread switches per submission."""
     try:

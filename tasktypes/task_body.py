@@ -54,7 +54,7 @@ def error_text(exc):
     ``MAX_ERROR`` characters), no traceback."""
     try:
         text = bounded_text(exc, MAX_ERROR)
-    except Exception as e:  # its __str__ raised: the task must end all the same
+    except BaseException as e:  # its __str__ raised: the task must end all the same
         text = "(no message: its str() raised %s)" % type(e).__name__
     name = type(exc).__name__
     return "%s: %s" % (name, text) if text else name

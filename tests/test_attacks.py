@@ -9,6 +9,7 @@ these attacks caused: 54 s, 30 s, an empty HTTP 500.
 """
 
 import http.client
+import io
 import json
 import os
 import signal
@@ -19,6 +20,9 @@ import time
 
 import pytest
 import redis
+
+from service import services
+from tasktypes import make_application
 
 from conftest import jsonrpc, wait_until
 
@@ -250,6 +254,43 @@ def test_an_int_python_cannot_read_costs_its_own_call_only(server):
         assert by_id[1]["result"] == "a"
         assert by_id[None]["error"]["code"] == -32600
         assert by_id[3]["error"]["code"] == -32602
+
+
+def test_json_errors_say_the_same_whichever_parser_path(server):
+    """Guards: a body is parsed by the decoder's scanner alone where it can
+    (a value first: no white space before it); what a bad body gets back,
+    and a good one with white space after it, is what the full decoder
+    says, at the same place (one parse each, not two)."""
+    good = '{"jsonrpc":"2.0","method":"echo","params":["x"],"id":1}'
+    for body in (good + "\n", " " + good, good + " \r\n\t"):
+        status, reply = post_json(server.url, body)
+        assert status == 200 and json.loads(reply)["result"] == "x"
+    for body, message in (
+            (good + "x", "Extra data: line 1 column 56 (char 55)"),
+            (good + " x", "Extra data: line 1 column 57 (char 56)"),
+            (good[:-1], "Expecting ',' delimiter: line 1 column 55 (char 54)"),
+            (" " + good[:-1], "Expecting ',' delimiter: line 1 column 56 (char 55)"),
+            ('{"jsonrpc":"2.0","method":"echo","params":[NaN],"id":1}', "NaN is not JSON")):
+        status, reply = post_json(server.url, body)
+        error = json.loads(reply)["error"]
+        assert status == 200 and error["code"] == -32700
+        assert error["message"] == "Parse error: " + message, body
+
+
+def test_a_content_length_too_long_to_read_is_413(make_store):
+    """Guards: a Content-Length of 5000 digits (Python will not read an int
+    that long) got an HTTP 500 from the application (a real server in front
+    may refuse it first): now 413, like any length over the limit."""
+    application = make_application(services, store=make_store())
+    for path in ("/jsonrpc", "/soap"):
+        environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "application/json",
+                   "CONTENT_LENGTH": "9" * 5000, "wsgi.input": io.BytesIO(b"{}"),
+                   "PATH_INFO": path, "SERVER_NAME": "x", "SERVER_PORT": "1",
+                   "wsgi.url_scheme": "http", "QUERY_STRING": ""}
+        status = []
+        reply = b"".join(application(environ, lambda s, h, e=None: status.append(s)))
+        assert status == ["413 Request Entity Too Large"], reply
+        assert b"over the limit" in reply
 
 
 def test_a_huge_batch_is_one_refusal_and_one_log_line(server):

@@ -9,10 +9,10 @@ import io
 import json
 
 import pytest
-from spyne import Fault
+from spyne import Double, Fault, Integer, ServiceBase
 
 from service import services
-from tasktypes import make_application
+from tasktypes import make_application, task_rpc
 from tasktypes.jsonrpc import NOT_DIRECT, JsonRpcApplication
 
 from conftest import wait_until
@@ -125,3 +125,30 @@ def test_a_crash_in_a_direct_call_is_an_internal_error(apps, make_store):
     assert json.loads(reply) == {"jsonrpc": "2.0", "id": 7, "error": {
         "code": -32603, "message": "Internal error",
         "data": {"faultcode": "Server.InternalError"}}}
+
+
+class NotJson(ServiceBase):
+    @task_rpc(Integer, _returns=Double)
+    def not_a_number(ctx, n, update_progress):
+        """A result JSON cannot hold (NaN): stored, but no reply can carry it."""
+        return float("nan")
+
+
+def test_a_result_json_cannot_hold_answers_as_spyne_does(make_store):
+    """Guards: a direct ``m_result`` of a NaN once raised out of the WSGI
+    application (an empty HTTP 500; in a batch every reply lost); now it
+    goes to spyne's path, which answers -32603 for that call only."""
+    store = make_store()
+    application = make_application([NotJson], store=store)
+    direct = application.mounts["/jsonrpc"]
+    plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
+                               system_methods=direct.system_methods)
+    task_id = finished(direct, "not_a_number", [1])
+    request = rpc("not_a_number_result", [task_id], id=2)
+    assert call(direct, request) == call(plain, request)
+    status, reply = call(direct, request)
+    assert status == "200 OK" and json.loads(reply)["error"]["code"] == -32603
+    batch = [request, rpc("not_a_number_progress", [task_id], id=3)]
+    replies = {r["id"]: r for r in json.loads(call(direct, batch)[1])}
+    assert replies[2]["error"]["code"] == -32603
+    assert replies[3]["result"]["status"] == "done"

@@ -9,6 +9,7 @@ none asserts how long anything took."""
 
 import os
 import random
+import subprocess
 import sys
 import threading
 
@@ -284,6 +285,10 @@ def test_worker_threads_are_sched_batch_and_run_bodies(stores):
     seen = {}
 
     def body(ctx, arg, update_progress):
+        # a process the body starts inherits it (documented in runner._background)
+        seen["child"] = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],
+            capture_output=True, text=True, timeout=TIMEOUT).stdout.strip()
         seen["tid"] = threading.get_native_id()
         gate.wait(TIMEOUT)
         return arg * 2
@@ -293,6 +298,7 @@ def test_worker_threads_are_sched_batch_and_run_bodies(stores):
     wait_until(lambda: "tid" in seen, TIMEOUT)
     try:
         assert os.sched_getscheduler(seen["tid"]) == os.SCHED_BATCH
+        assert seen["child"] == str(os.SCHED_BATCH)
         assert os.sched_getscheduler(0) != os.SCHED_BATCH  # the test's thread is not
     finally:
         gate.set()
@@ -337,11 +343,19 @@ def test_a_result_reads_back_as_its_round_trip_did(stores, returns, value):
 
 
 class Unprintable(Exception):
+    raises = RuntimeError
+
     def __str__(self):
-        raise RuntimeError("no text for this exception")
+        raise self.raises("no text for this exception")
 
 
-def test_an_exception_that_cannot_be_printed_fails_its_task_and_the_worker_lives(stores):
+class UnprintableExiting(Unprintable):
+    raises = SystemExit  # a BaseException: it passed an ``except Exception``
+
+
+@pytest.mark.parametrize("error", [Unprintable, UnprintableExiting])
+def test_an_exception_that_cannot_be_printed_fails_its_task_and_the_worker_lives(
+        stores, error):
     """Found while writing these tests (as old as the runner): ``_run_body``
     turns a body's exception into text with ``error_text`` (``str(exc)``);
     when ``str`` raised, that escaped ``_work``, the thread died, the task
@@ -351,7 +365,7 @@ def test_an_exception_that_cannot_be_printed_fails_its_task_and_the_worker_lives
     store = stores(workers=1)
 
     def body(ctx, arg, update_progress):
-        raise Unprintable()
+        raise error()
 
     bad = task_type("unprintable", body)
     good = task_type("good", lambda ctx, arg, update_progress: arg)
@@ -359,5 +373,19 @@ def test_an_exception_that_cannot_be_printed_fails_its_task_and_the_worker_lives
     after = store.submit(good, (1,)).task_id
     state = store.wait(bad, failing, TIMEOUT)
     assert state.status is TaskStatus.FAILED
-    assert state.message == "Unprintable: (no message: its str() raised RuntimeError)"
+    assert state.message == "%s: (no message: its str() raised %s)" % (
+        error.__name__, error.raises.__name__)
     assert store.wait(good, after, TIMEOUT).status is TaskStatus.DONE
+
+
+def test_a_submission_after_close_is_refused_not_kept_for_ever(stores):
+    """Guards: after ``close()`` no worker takes tasks any more; a task
+    accepted then would stay queued for ever (the count of sleeping workers
+    still counted the ones that had ended): Busy instead."""
+    store = stores(workers=2)
+    tt = task_type("quick", lambda ctx, arg, update_progress: arg)
+    first = store.submit(tt, (1,)).task_id
+    assert store.wait(tt, first, TIMEOUT).status is TaskStatus.DONE
+    store.close()
+    with pytest.raises(Busy):
+        store.submit(tt, (2,))
