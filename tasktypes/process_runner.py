@@ -142,7 +142,9 @@ class ProcessRunner(Dispatch):
             pool = self.pool
             pool.closed = True
             busy_ids = set(pool.busy)
-            busy = list(pool.busy.values())
+            # the tasks, not the workers: the supervisor thread, until it has
+            # ended below, may still stop a worker and clear its ``task``
+            busy = [worker.task for worker in pool.busy.values() if worker.task is not None]
             workers = pool.everyone()
             pool.idle, pool.busy, pool.dying = [], {}, []
         self.feeder.room.set()
@@ -160,10 +162,9 @@ class ProcessRunner(Dispatch):
         try:
             for entry in waiting:
                 self._park(entry)
-            for worker in busy:
-                logger.warning("task %d (%s): %s", worker.task.task_id,
-                               worker.task.task_type.name, message)
-                self.store.fail(*worker.task, message)
+            for task in busy:
+                logger.warning("task %d (%s): %s", task.task_id, task.task_type.name, message)
+                self.store.fail(*task, message)
             for worker in workers:
                 if worker.slot is not None and worker.slot.task_id not in busy_ids:
                     self.store.release_slot(*worker.slot)
