@@ -212,9 +212,10 @@ def _background():
     woke it. What a body starts inherits it (threads, processes: the
     kernel's reset-on-fork resets only real-time policies), and so does the
     time-limit thread that a worker starts: all background work, which
-    SCHED_BATCH is for; no privilege is needed, and none is gained. Without it, a submission's wake switched the server's request
-    thread out at once, to a worker that then only waited for the GIL that
-    thread still held: some 4 more thread switches per submission."""
+    SCHED_BATCH is for; no privilege is needed, and none is gained. Without
+    it, a submission's wake switched the server's request thread out at
+    once, to a worker that then only waited for the GIL that thread still
+    held: some 4 more thread switches per submission."""
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError):

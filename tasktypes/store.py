@@ -51,51 +51,16 @@ logger = logging.getLogger(__name__)
 _new_state = object.__new__
 
 
-
-
 def arguments_text(task_type, args):
     """A task's arguments as the operator sees them: JSON of name -> value,
     cut to ``MAX_ARGUMENT_CHARS``. Made once, at submit; never parsed back."""
-    names = task_type.arg_names or ()
+    names = list(task_type.arg_names or ())
+    names += ["arg%d" % i for i in range(len(names), len(args))]
     try:
-        if len(args) <= len(names):
-            text = _plain_arguments(names, args)
-            if text is not None:
-                return cut(text, MAX_ARGUMENT_CHARS)
-        else:
-            names = list(names) + ["arg%d" % i for i in range(len(names), len(args))]
         text = _ARGUMENTS_JSON.encode(dict(zip(names, args)))
     except (TypeError, ValueError, RecursionError) as exc:
         text = "(arguments not shown: %s)" % exc
     return cut(text, MAX_ARGUMENT_CHARS)
-
-
-def _plain_arguments(names, args):
-    """What ``json.dumps(dict(zip(names, args)))`` writes when every
-    argument is a str, int, float, bool or None (the same functions write
-    each part), without the encoder the json module builds per call; None
-    for other arguments."""
-    parts = []
-    for name, value in zip(names, args):
-        kind = type(value)
-        if kind is str:
-            text = _quote(value)
-        elif kind is int:
-            text = int.__repr__(value)
-        elif kind is float:
-            text = (float.__repr__(value) if value - value == 0.0 else
-                    "NaN" if value != value else "Infinity" if value > 0 else "-Infinity")
-        elif value is None:
-            text = "null"
-        elif kind is bool:
-            text = "true" if value else "false"
-        else:
-            return None
-        parts.append("%s: %s" % (_quote(name), text))
-    return "{%s}" % ", ".join(parts)
-
-
-_quote = json.encoder.encode_basestring_ascii  # what json.dumps writes a str as
 
 
 def _plain(value):
