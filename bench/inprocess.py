@@ -1,14 +1,16 @@
 """``python -m bench.inprocess``: CPU per call inside the application, no HTTP
 server: what tasktypes itself adds to each request, over JSON-RPC and SOAP.
 
-For each call it reports microseconds of process CPU, with the control
-methods answered directly (``tasktypes.direct`` and ``tasktypes.direct_soap``,
+For each call it reports microseconds of process CPU, with the submits and
+control methods answered directly (``tasktypes.direct`` and ``tasktypes.direct_soap``,
 as served) and through spyne's pipeline (the same spyne applications without
 direct answers), and each against a plain ``echo`` in the same run. The task
 is a finished ``countdown`` (its answers no longer change), and, for
-``progress (running)``, one that is still running. ``--store redis`` starts
-a private redis-server (the CPU of Redis itself is not counted: only this
-process's).
+``progress (running)``, one that is still running; a submission of an
+empty ``countdown`` counts its task's run where this process runs it (the
+thread store). ``--store redis`` starts a private redis-server (the CPU of
+Redis itself, and of the Redis store's worker processes, is not counted:
+only this process's).
 
     python -m bench.inprocess [--calls 5000] [--store thread|redis]
 """
@@ -25,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from service import services  # noqa: E402
 from tasktypes import ThreadStore, make_application  # noqa: E402
+from tasktypes.defaults import COUNT_WINDOW  # noqa: E402
 from tasktypes.jsonrpc import JsonRpcApplication  # noqa: E402
 from tasktypes.soap import SoapApplication  # noqa: E402
 
@@ -51,6 +54,29 @@ def cpu_per_call(call, body, calls):
     for _ in range(calls):
         call(body)
     return (time.process_time() - started) / calls * 1e6
+
+
+def cpu_per_submit(call, body, calls, store):
+    """CPU per submission of an empty ``countdown``, its task's own run
+    included where the store runs it in this process (the thread store): in
+    rounds of ``COUNT_WINDOW`` submissions (fewer than the queue's bound),
+    each waited out; every task of a round must have run (a Busy would be a
+    cheap call)."""
+    rounds = max(1, calls // COUNT_WINDOW)
+    used = 0.0
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(COUNT_WINDOW):
+            call(body)
+        while True:
+            counts = store.count_statuses("countdown")
+            if not counts.get("queued") and not counts.get("running"):
+                break
+            time.sleep(0.02)
+        used += time.process_time() - started
+        if counts != {"done": COUNT_WINDOW}:
+            raise SystemExit("not every submission ran: %r" % counts)
+    return used / (rounds * COUNT_WINDOW) * 1e6
 
 
 def jsonrpc_body(method, **params):
@@ -144,6 +170,11 @@ def run(store, args):
             slow = cpu_per_call(slow_call, request, args.calls)
             print("%-9s %-28s %8.1fus %8.1fus %11.2f" % (protocol, label, fast, slow,
                                                           fast / echo))
+        request = body("countdown", steps=0, delay=0)
+        fast = cpu_per_submit(fast_call, request, args.calls, store)
+        slow = cpu_per_submit(slow_call, request, args.calls, store)
+        print("%-9s %-28s %8.1fus %8.1fus %11.2f" % (protocol, "countdown(0, 0) submit",
+                                                      fast, slow, fast / echo))
     direct_call(jsonrpc_body("countdown_cancel", task_id=running))
 
 

@@ -1,19 +1,25 @@
-"""The control methods of task types (``m_progress``, ``m_result``,
-``m_cancel``, ``m_wait``, ``m_log``) answered over JSON-RPC without spyne's
+"""The methods of task types that pollers and submitters call most (the
+controls ``m_progress``, ``m_result``, ``m_cancel``, ``m_wait``, ``m_log``,
+and the submit ``m(args)`` itself) answered over JSON-RPC without spyne's
 per-call machinery (SOAP: ``tasktypes.direct_soap``, which shares the
 context, the param checks and the choice of methods made here).
 
-They are ours, and they are what pollers call most: they need the store and
-a task id, not a request context. Through spyne, one poll builds a
-``MethodContext`` (its init and some 56 attribute sets), reads its one int
-param through the soft validator and fires a dozen events; here a call whose
-params are exactly what the method takes (the right names or count, a plain
-int id, a finite number of seconds) goes straight to the same function spyne
-would call, and its result is written by the protocol's own writer for that
-method: the reply is byte for byte spyne's (``tests/test_direct.py``). A call
-with anything else in its params goes through spyne, so that every error a
-client can get keeps the one message it has. User methods always go through
-spyne.
+They are ours: the function spyne would call is tasktypes' own (the store's
+read, or its submit; a task's body runs on a worker either way, with its
+own ``TaskContext``), and it needs the store, the params and the request's
+environ (its wait budget, its ``Idempotency-Key``), not a request context.
+Through spyne, one poll builds a ``MethodContext`` (its init and some 56
+attribute sets), reads its one int param through the soft validator and
+fires a dozen events; here a call whose params are exactly what the method
+takes (the right names or count, plain ints and finite numbers within the
+params' bounds) goes straight to the same function spyne would call, and
+its result is written by the protocol's own writer for that method: the
+reply is byte for byte spyne's (``tests/test_direct.py``). A call with
+anything else in its params goes through spyne, so that every error a
+client can get keeps the one message it has; so does every call of a
+method with a param of another type (a submit that takes text, say).
+The task bodies, and every method that is not a task type's, always go
+through spyne.
 
     direct = direct_methods(jsonrpc_app)    # {"countdown_progress": call, ...}
     JsonRpcApplication(jsonrpc_app, direct_methods=direct)
@@ -25,11 +31,11 @@ from spyne import Application, Double, Integer, ServiceBase
 
 from .jsonrpc import NOT_DIRECT
 
-_ROLES = ("progress", "result", "cancel", "wait", "log")
+_ROLES = ("submit", "progress", "result", "cancel", "wait", "log")
 
 
 class ControlContext:
-    """What a control function reads of spyne's context: the application
+    """What a function answered directly reads of spyne's context: the application
     (its store, limits) and the request's WSGI environ (its wait budget),
     as ``ctx.app`` and ``ctx.transport.req_env``. The context is its own
     transport (a property, not a second object or a reference cycle): one
@@ -111,7 +117,7 @@ def listened(managers):
 
 
 def _direct_call(app, protocol, descriptor):
-    """The direct call of one control method, or None if one of its params
+    """The direct call of one submit or control method, or None if one of its params
     is of a type this module does not read itself."""
     fields = list(descriptor.in_message._type_info.items())
     names = [name for name, _ in fields]
@@ -123,7 +129,7 @@ def _direct_call(app, protocol, descriptor):
     write = protocol._result_writer(descriptor)
     managers = event_managers(app, descriptor)
 
-    if count == 1:  # most control methods take a task id only
+    if count == 1:  # most controls take a task id only
         name, read = names[0], readers[0]
 
         def call(params, environ):
@@ -168,9 +174,9 @@ def _direct_call(app, protocol, descriptor):
     return call
 
 
-def control_descriptors(app):
-    """The descriptors of the control methods of spyne application ``app``
-    that may be answered directly: none where a call wrapper was put around
+def direct_descriptors(app):
+    """The descriptors of the task types' methods (submits and controls) of
+    spyne application ``app`` that may be answered directly: none where a call wrapper was put around
     the methods (``Application.call_wrapper`` or a service class's
     ``call_wrapper`` overridden: authentication, say), which only spyne's
     pipeline runs."""
@@ -188,13 +194,14 @@ def control_descriptors(app):
 
 
 def direct_methods(app):
-    """``{method name: call(params, environ)}`` for every control method of
-    the task types of spyne application ``app`` (whose protocol is
+    """``{method name: call(params, environ)}`` for every submit and control
+    method of the task types of spyne application ``app`` whose params are
+    all read here (whose protocol is
     ``JsonRpc20``). ``call`` returns the result as a JSON value, raises the
     method's Fault, or returns ``NOT_DIRECT``."""
     protocol = app.out_protocol
     found = {}
-    for descriptor in control_descriptors(app):
+    for descriptor in direct_descriptors(app):
         call = _direct_call(app, protocol, descriptor)
         if call is not None:
             found[descriptor.name] = call

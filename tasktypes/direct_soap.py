@@ -1,12 +1,13 @@
-"""The control methods of task types answered over SOAP without spyne's
-per-call machinery: what ``tasktypes.direct`` does for JSON-RPC.
+"""The control methods of task types, and their submits, answered over SOAP
+without spyne's per-call machinery: what ``tasktypes.direct`` does for
+JSON-RPC (which says which methods, and why they may be).
 
 Through spyne, a SOAP progress poll builds a ``MethodContext``, fires some
 fifteen events, walks the request through the generic deserializer and
 writes the response wrapper through the generic serializer (class
 attributes looked up some eighteen times): about 200 µs of the 260 µs the
 application spends on it. Here a request whose envelope is plainly one
-control call is answered with the same function spyne would call:
+such call is answered with the same function spyne would call:
 
 - the body is read by the same ``tasktypes.xmlinput.parse_request`` as
   spyne's path (encodings, no DTD, the counts that bound what the parser
@@ -49,7 +50,7 @@ from spyne.const.xml import NS_XSI
 from spyne.protocol.soap.soap11 import Soap11
 
 from .defaults import MAX_DIRECT_SOAP_BODY
-from .direct import (NOT_DIRECT, ControlContext, control_descriptors, event_managers,
+from .direct import (NOT_DIRECT, ControlContext, direct_descriptors, event_managers,
                      listened, param_reader)
 from .soap import NUMBER_TEXTS as _NUMBER_TEXTS
 from .xmlinput import parse_request
@@ -95,8 +96,8 @@ def _param(index, cls):
 
 
 class _Method:
-    """One control method: its params by tag, its function and the way its
-    result is written below the response wrapper."""
+    """One submit or control method: its params by tag, its function and
+    the way its result is written below the response wrapper."""
 
     def __init__(self, app, descriptor):
         if descriptor.body_style is not BODY_STYLE_WRAPPED:
@@ -173,13 +174,13 @@ class _Method:
 
 
 class _NotDirect(Exception):
-    """A control method whose params or response this module does not write."""
+    """A method whose params or response this module does not write."""
 
 
 class DirectSoap:
-    """The direct answers of one SOAP spyne application's control methods."""
+    """The direct answers of one SOAP spyne application's submits and controls."""
 
-    #: Bodies larger than this are no plain control call: left to spyne
+    #: Bodies larger than this are no plain direct call: left to spyne
     #: unparsed (see tasktypes.defaults).
     max_body = MAX_DIRECT_SOAP_BODY
 
@@ -198,7 +199,7 @@ class DirectSoap:
         self.methods = {}
         if app.in_protocol.validator not in (None, "soft", app.in_protocol.SOFT_VALIDATION):
             return  # schema validation (validator="lxml") is spyne's to run
-        for descriptor in control_descriptors(app):
+        for descriptor in direct_descriptors(app):
             try:
                 method = _Method(app, descriptor)
             except _NotDirect:
@@ -208,7 +209,7 @@ class DirectSoap:
 
     def reply(self, body, content_type, environ):
         """(HTTP status, response bytes) of a request that is plainly one
-        control call, or None: then spyne's pipeline answers it."""
+        submit or control call, or None: then spyne's pipeline answers it."""
         if len(body) > self.max_body:
             return None
         try:

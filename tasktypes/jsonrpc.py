@@ -209,8 +209,8 @@ class JsonRpcApplication(WsgiApplication):
     auxiliary methods (spyne's ``_aux``, run once the call's reply is
     written) and its faults are spyne's. Two kinds of methods are answered
     before spyne looks a name up: ``system_methods`` (``rpc.discover``) and
-    ``direct_methods`` (``tasktypes.direct``: task controls whose params are
-    plain), unless the name has auxiliary methods, which must run.
+    ``direct_methods`` (``tasktypes.direct``: task submits and controls
+    whose params are plain), unless the name has auxiliary methods, which must run.
     """
 
     def __init__(self, app, system_methods=None, max_batch=DEFAULT_MAX_BATCH,

@@ -112,8 +112,8 @@ def _described_missing(ctx, fault):
 class SoapApplication(WsgiApplication):
     """spyne's WSGI server with the WSDL built once and addressed per request,
     and, given ``direct`` (a ``tasktypes.direct_soap.DirectSoap``), the
-    control methods answered without spyne's per-call machinery where the
-    request is plainly one control call."""
+    submit and control methods of task types answered without spyne's
+    per-call machinery where the request is plainly one such call."""
 
     def __init__(self, app, public_url=None, max_body=None, direct=None):
         # spyne refuses bodies over its own max_content_length (2 MiB) with

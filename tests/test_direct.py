@@ -7,6 +7,7 @@ without them."""
 
 import io
 import json
+import re
 
 import pytest
 from spyne import Double, Fault, Integer, ServiceBase
@@ -152,3 +153,115 @@ def test_a_result_json_cannot_hold_answers_as_spyne_does(make_store):
     replies = {r["id"]: r for r in json.loads(call(direct, batch)[1])}
     assert replies[2]["error"]["code"] == -32603
     assert replies[3]["result"]["status"] == "done"
+
+
+def _without_ids(reply):
+    """A submit's reply with its new task's id taken out (each submit makes
+    another id), and the ids it held."""
+    ids = [int(i) for i in re.findall(rb'"task_id":(\d+)', reply)]
+    return re.sub(rb'"task_id":\d+', b'"task_id":ID', reply), ids
+
+
+@pytest.mark.parametrize("params", [[0, 0], [3, 0.25], {"steps": 1, "delay": 0},
+                                    {"delay": 1e-300, "steps": 10000}])
+def test_submits_answer_as_spyne_does(apps, params):
+    """Guards: a submit whose params are plainly its method's (here Integer32
+    and Double within their bounds) is answered directly with spyne's reply
+    but for the new task's id, and its task is the task spyne's path makes:
+    the same arguments, of the same types (a JSON 0 for a Double is the
+    float 0.0 both ways), in the same state."""
+    direct, plain = apps
+    store = direct.app.tasktypes_store
+    request = rpc("countdown", params, id="s")
+    one, ids = _without_ids(call(direct, request)[1])
+    other, other_ids = _without_ids(call(plain, request)[1])
+    assert one == other == b'{"jsonrpc":"2.0","result":{"task_id":ID},"id":"s"}'
+    third = direct.direct_methods["countdown"](params, {})  # not through spyne
+    assert third is not NOT_DIRECT
+    ids.append(third["task_id"])
+    states = [store.describe(task_id)[0] for task_id in ids + other_ids]
+    assert states[0].arguments == states[1].arguments == states[2].arguments
+    for task_id in ids + other_ids:
+        wait_until(lambda: store.read(store.describe(task_id)[1], task_id).status.is_finished)
+        store.cancel(store.describe(task_id)[1], task_id)
+    # the notification form: the task made, nothing answered
+    notification = {"jsonrpc": "2.0", "method": "countdown", "params": [0, 0]}
+    before = len(store.list_tasks(method="countdown")[0])
+    assert call(direct, notification) == call(plain, notification) == ("204 No Content", b"")
+    wait_until(lambda: len(store.list_tasks(method="countdown")[0]) == before + 2)
+
+
+@pytest.mark.parametrize("params", [
+    [1], [1, 0, 2], [-1, 0], [10001, 0], [1, 11], [1, -0.5], [1.0, 0], [True, 0],
+    [1, "0"], [1, None], [None, 0], {"steps": 1}, {"steps": 1, "delay": 0, "x": 1},
+    {"steps": 1, "wait": 0}, [2 ** 40, 0], "nope",
+])
+def test_bad_submits_answer_the_same_bytes(apps, params):
+    """Guards: a submit whose params are not plainly the method's goes
+    through spyne, so that its -32602 and message are the same one, and no
+    task is made."""
+    direct, plain = apps
+    store = direct.app.tasktypes_store
+    request = rpc("countdown", params)
+    reply = call(direct, request)
+    assert reply == call(plain, request), request
+    assert b'"error"' in reply[1]
+    assert store.list_tasks(method="countdown")[0] == []
+
+
+def test_idempotent_and_refused_submits_answer_as_spyne_does(apps, make_store):
+    """Guards: a direct submit reads the request's Idempotency-Key as
+    spyne's path does (the same key names the same task on both, other
+    arguments are the same conflict), and a full queue is the same Busy."""
+    direct, plain = apps
+
+    def keyed(app, params, key="k-1"):
+        body = json.dumps(rpc("countdown", params)).encode()
+        environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "application/json",
+                   "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+                   "PATH_INFO": "/jsonrpc", "SERVER_NAME": "x", "SERVER_PORT": "1",
+                   "wsgi.url_scheme": "http", "QUERY_STRING": "",
+                   "HTTP_IDEMPOTENCY_KEY": key}
+        return b"".join(app(environ, lambda *a: None))
+    first = keyed(direct, [1, 0])
+    assert keyed(plain, [1, 0]) == first == keyed(direct, [1, 0])
+    conflict = keyed(direct, [2, 0])
+    assert conflict == keyed(plain, [2, 0])
+    assert json.loads(conflict)["error"]["data"]["faultcode"] == "Client.IdempotencyConflict"
+
+    store = make_store(workers=1, max_queued=1)
+    application = make_application(services, store=store)
+    direct = application.mounts["/jsonrpc"]
+    plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
+                               system_methods=direct.system_methods)
+    started = [json.loads(call(direct, rpc("countdown", [1, 10]))[1])["result"]["task_id"]]
+    wait_until(lambda: json.loads(call(direct, rpc("countdown_progress", started))[1])
+               ["result"]["status"] == "running")  # the one worker is busy
+
+    def until_busy(app):
+        # submit until the queue is full: how many fit is the store's (the
+        # Redis store's workers take queued tasks on as they go)
+        for _ in range(20):
+            status, reply = call(app, rpc("countdown", [1, 10]))
+            if b'"error"' in reply:
+                return status, reply
+            started.append(json.loads(reply)["result"]["task_id"])
+        raise AssertionError("never Busy")
+    busy = until_busy(direct)
+    assert busy == until_busy(plain)
+    assert json.loads(busy[1])["error"]["data"]["faultcode"] == "Server.Busy"
+    # answered directly: the direct call itself raised it
+    until_busy(plain)
+    with pytest.raises(Fault, match="already; try again later"):
+        for _ in range(20):
+            started.append(direct.direct_methods["countdown"]([1, 10], {})["task_id"])
+    for task_id in started:
+        call(direct, rpc("countdown_cancel", [task_id]))
+
+
+def test_a_submit_with_params_not_read_here_goes_through_spyne(apps):
+    """Guards: a method with a param of a type not read directly (Unicode)
+    has no direct submit: spyne reads and checks it."""
+    direct, plain = apps
+    assert "cloneInstance" not in direct.direct_methods
+    assert "countdown" in direct.direct_methods and "slowTask" in direct.direct_methods

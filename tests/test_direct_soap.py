@@ -267,8 +267,9 @@ def test_listeners_of_spyne_events_keep_spyne_s_path(apps):
     from tasktypes.jsonrpc import NOT_DIRECT
 
     direct, _ = apps
-    jsonrpc_progress = make_application(services).mounts["/jsonrpc"] \
-        .direct_methods["countdown_progress"]
+    jsonrpc = make_application(services).mounts["/jsonrpc"]
+    jsonrpc_progress = jsonrpc.direct_methods["countdown_progress"]
+    jsonrpc_submit = jsonrpc.direct_methods["countdown"]
     body = envelope("countdown_progress", {"task_id": 1})
     seen = []
 
@@ -278,10 +279,76 @@ def test_listeners_of_spyne_events_keep_spyne_s_path(apps):
         manager.add_listener("method_call", listener)
         try:
             assert not answered_directly(direct, body)
+            # nor a submit (none is made: the checks come first)
+            assert not answered_directly(direct, envelope("countdown", {"steps": 1,
+                                                                        "delay": 50}))
             if manager is TaskService.event_manager:  # the JSON-RPC app's too
                 assert jsonrpc_progress([1], {}) is NOT_DIRECT
+                assert jsonrpc_submit([1, 50], {}) is NOT_DIRECT
             status, _, reply = call(direct, body)
             assert b"TaskNotFound" in reply and seen.pop() == "countdown_progress"
         finally:
             manager.del_listener("method_call", listener)
         assert answered_directly(direct, body)
+
+
+def _without_id(reply):
+    return re.sub(rb"task_id>\d+<", b"task_id>ID<", reply)
+
+
+def _apart_from_id(answer):
+    """A reply with its new task's id taken out (each submit makes another
+    id; its digits make the length, which must be the body's)."""
+    status, headers, body = answer
+    assert dict(headers)["Content-Length"] == str(len(body))
+    return status, [h for h in headers if h[0] != "Content-Length"], _without_id(body)
+
+
+@pytest.mark.parametrize("params", [
+    {"steps": 0, "delay": 0}, {"steps": 3, "delay": "0.25"}, {"delay": 10, "steps": 10000},
+])
+def test_submits_answer_as_spyne_does(apps, params):
+    """Guards: a submit whose params are plainly its method's is answered
+    directly with spyne's reply (status, headers, body) but for the new
+    task's id, and makes the task spyne's path makes (same arguments)."""
+    direct, plain = apps
+    store = direct.app.tasktypes_store
+    body = envelope("countdown", params)
+    assert answered_directly(direct, body)  # a task made, not counted below
+    replies = [call(direct, body), call(plain, body)]
+    assert _apart_from_id(replies[0]) == _apart_from_id(replies[1])
+    assert replies[0][0] == "200 OK" and b"<tns:task_id>ID<" in _without_id(replies[0][2])
+    ids = [int(re.search(rb"task_id>(\d+)<", r).group(1)) for _, _, r in replies]
+    one, other = (store.describe(task_id)[0] for task_id in ids)
+    assert one.arguments == other.arguments
+    for task_id in ids:
+        call(direct, envelope("countdown_cancel", {"task_id": task_id}))
+
+
+@pytest.mark.parametrize("params", [
+    {"steps": 1}, {"steps": 1, "delay": 0, "x": 1}, {"steps": -1, "delay": 0},
+    {"steps": 10001, "delay": 0}, {"steps": 1, "delay": 11}, {"steps": 1, "delay": "1e-3"},
+    {"steps": 1, "delay": "NaN"}, {"steps": "1.0", "delay": 0}, {"steps": " 1", "delay": 0},
+    "<ns0:steps>1</ns0:steps><ns0:steps>2</ns0:steps><ns0:delay>0</ns0:delay>",
+])
+def test_bad_or_unusual_submits_go_through_spyne(apps, params):
+    """Guards: a submit whose params are not plainly the method's (out of
+    bounds, missing, twice, an exponent, blanks) gets spyne's answer, fault
+    or task, from spyne's path."""
+    direct, plain = apps
+    body = envelope("countdown", params)
+    one, other = call(direct, body), call(plain, body)
+    assert _apart_from_id(one) == _apart_from_id(other)
+    assert not answered_directly(direct, body)
+    for reply in (one, other):
+        found = re.search(rb"task_id>(\d+)<", reply[2])
+        if found:  # what spyne takes (1e-3) starts a task: stopped again
+            call(direct, envelope("countdown_cancel", {"task_id": int(found.group(1))}))
+
+
+def test_a_submit_of_a_method_with_text_params_goes_through_spyne(apps):
+    """Guards: a method with a param of a type not read directly (Unicode)
+    has no direct submit: spyne reads and checks its text."""
+    direct, _ = apps
+    assert "{tasktypes}cloneInstance" not in direct.direct.methods
+    assert "{tasktypes}countdown" in direct.direct.methods
