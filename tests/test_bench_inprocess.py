@@ -15,7 +15,7 @@ from tasktypes.testing import redis_server_binary
 pytestmark = pytest.mark.once
 
 CALLS = ("countdown_progress", "countdown_progress (running)", "countdown_result",
-         "countdown_wait (timeout 0)")
+         "countdown_wait (timeout 0)", "countdown(0, 0) submit")
 
 
 @pytest.mark.parametrize("store", [
