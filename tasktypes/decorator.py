@@ -188,6 +188,15 @@ def task_rpc(*params, **kparams):
     max_running = kparams.pop("_max_running", None)
     result_kparams = {k: kparams.pop(k) for k in _RESULT_KPARAMS if k in kparams}
     returns = result_kparams.get("_returns")
+    style = result_kparams.get("_body_style")
+    if style == "bare" or (style is not None and result_kparams.get("_soap_body_style") == "rpc"):
+        # spyne's bare style (spyne 2.14 decorator._validate_body_style) is
+        # bare in and out: m_result's request would be a task id with no
+        # name, which neither the JSON-RPC params nor the OpenRPC document
+        # can say. A bare result is "out_bare".
+        raise ValueError("@task_rpc: a bare body style is bare in and out, and m_result "
+                         "takes a named task_id; use _body_style='out_bare' for a bare "
+                         "result")
 
     def explain(f):
         def explain_method(**kwargs):

@@ -95,3 +95,50 @@ def test_a_subclass_of_a_task_error_answers_as_its_base():
     error = NoSuchReport("no report 7")
     assert error.faultcode == "Client.TaskNotFound"
     assert jsonrpc_code(error) == -32001
+
+
+@pytest.mark.parametrize("kparams", [{"_body_style": "bare"},
+                                     {"_body_style": "wrapped", "_soap_body_style": "rpc"}])
+def test_a_bare_body_style_is_refused_with_what_to_use(kparams):
+    """Guards: spyne's bare style is bare in and out, and made
+    ``make_application`` fail far from the cause (an AttributeError in the
+    OpenRPC document: m_result's request is no named param then). Now the
+    decorator says what to use instead."""
+    with pytest.raises(ValueError, match="out_bare"):
+        task_rpc(Integer, _returns=Unicode, **kparams)
+
+
+def test_an_out_bare_result_is_published_and_answered():
+    """Guards: ``_body_style="out_bare"``, which the refusal above points to,
+    goes to m_result alone, and the application serves it."""
+    import io
+    import json
+
+    from conftest import wait_until
+    from tasktypes import make_application
+
+    class Bare(ServiceBase):
+        @task_rpc(Integer, _returns=Unicode, _body_style="out_bare")
+        def bare(ctx, n, update_progress):
+            return "n=%d" % n
+
+    store = ThreadStore(workers=1)
+    try:
+        app = make_application([Bare], store=store, name="test.out_bare")
+        from spyne import BODY_STYLE_OUT_BARE
+        assert Bare.public_methods["bare_result"].body_style is BODY_STYLE_OUT_BARE
+        assert Bare.public_methods["bare"].body_style is not BODY_STYLE_OUT_BARE
+
+        def call(method, params):
+            body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params,
+                               "id": 1}).encode()
+            environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "application/json",
+                       "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+                       "PATH_INFO": "/jsonrpc", "SERVER_NAME": "x", "SERVER_PORT": "1",
+                       "wsgi.url_scheme": "http", "QUERY_STRING": ""}
+            return json.loads(b"".join(app(environ, lambda *a: None)))
+        task_id = call("bare", [4])["result"]["task_id"]
+        wait_until(lambda: call("bare_progress", [task_id])["result"]["status"] == "done")
+        assert call("bare_result", [task_id])["result"] == "n=4"
+    finally:
+        store.close()
