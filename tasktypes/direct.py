@@ -27,7 +27,8 @@ through spyne.
 
 import math
 
-from spyne import Application, Double, Integer, ServiceBase
+from spyne import (Application, Double, Integer, Integer8, Integer16, Integer32, Integer64,
+                   ServiceBase, Unicode, Uuid)
 
 from .jsonrpc import NOT_DIRECT
 
@@ -57,30 +58,92 @@ def _bound(attrs, name, default):
     return default if value is None else value
 
 
-def param_reader(cls):
-    """A check of one param value: the value itself if it is plainly of
-    ``cls`` and within its bounds, else NOT_DIRECT."""
+#: spyne's checks of a number (``validate_native``, spyne 2.14) that test
+#: nothing but ``ge``, ``le``, ``gt``, ``lt``, a sized int's bits and
+#: ``values``: for these the reader checks the bounds itself (a poll's id
+#: is read on every poll). Any other (UnsignedInteger's ``>= 0``, the
+#: unsigned sized ints' exclusive top, a type of the service's own) is
+#: called as spyne calls it.
+_BOUNDS_ONLY = frozenset(c.validate_native for c in (Integer, Integer64, Integer32,
+                                                      Integer16, Integer8, Double))
+
+
+def _bounds(cls):
+    """(low, high) of a number type whose spyne check is bounds only, or
+    None: then the reader calls spyne's check."""
     attrs = cls.Attributes
-    if math.isfinite(_bound(attrs, "gt", -math.inf)) \
+    if cls.validate_native not in _BOUNDS_ONLY or attrs.values \
+            or math.isfinite(_bound(attrs, "gt", -math.inf)) \
             or math.isfinite(_bound(attrs, "lt", math.inf)):
-        return None  # exclusive bounds: left to spyne
+        return None
     low = _bound(attrs, "ge", -math.inf)
     high = _bound(attrs, "le", math.inf)
-    # Integer64 and friends: what spyne's validation allows of their bits
+    # Integer64 and friends: what their validate_native allows of their bits
     # (``min_bound``/``max_bound``, spyne 2.14's TBoundedInteger).
     low = max(low, _bound(attrs, "min_bound", -math.inf))
     high = min(high, _bound(attrs, "max_bound", math.inf))
+    return low, high
+
+
+def _as_float(value):
+    """A JSON number as spyne's JSON reader gives a Double (a float), or
+    None where it is not plainly one: another type, not finite, or an int
+    too large for a float (spyne's to refuse, with its message)."""
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) is int and -_FLOAT_INTS < value < _FLOAT_INTS:
+        return float(value)
+    return None
+
+
+_FLOAT_INTS = 2 ** 1000  # ints that float() takes without OverflowError (< 2 ** 1024)
+
+
+def param_reader(cls):
+    """A check of one JSON param value: the value spyne's path would give the
+    method if it is plainly of ``cls`` and passes spyne's own checks, else
+    NOT_DIRECT (spyne then reads it, and says what is wrong). None for a
+    type read otherwise: a parser or per-protocol attributes of its own,
+    text that becomes something else (``Uuid``) or None (``empty_is_none``),
+    any type but the numbers and text."""
+    attrs = cls.Attributes
+    if attrs.parser is not None or attrs.prot_attrs:
+        return None
+    validate = cls.validate_native
+    bounds = _bounds(cls) if issubclass(cls, (Integer, Double)) else None
     if issubclass(cls, Integer):
+        if bounds is None:
+            def read(value):
+                if type(value) is not int or not validate(cls, value):
+                    return NOT_DIRECT
+                return value
+        else:  # a task id: every poll's, so in line
+            low, high = bounds
+
+            def read(value):
+                if type(value) is not int or value < low or value > high:
+                    return NOT_DIRECT
+                return value
+    elif issubclass(cls, Double):
+        low, high = bounds or (-math.inf, math.inf)
+
         def read(value):
-            if type(value) is not int or value < low or value > high:
+            value = _as_float(value)
+            if value is None or value < low or value > high \
+                    or (bounds is None and not validate(cls, value)):
                 return NOT_DIRECT
             return value
-    elif issubclass(cls, Double):
+    elif issubclass(cls, Unicode) and not issubclass(cls, Uuid) and not attrs.empty_is_none:
+        # spyne 2.14's HierDictDocument._from_dict_value for a str: the
+        # type's validate_string (lengths, pattern), the str itself, then
+        # validate_native (values, unicode_pattern)
+        validate_string = cls.validate_string
+
         def read(value):
-            if type(value) not in (int, float) or not math.isfinite(value) \
-                    or value < low or value > high:
+            if type(value) is not str or not validate_string(cls, value) \
+                    or not validate(cls, value):
                 return NOT_DIRECT
-            return float(value)
+            return value
     else:
         return None
     return read

@@ -14,8 +14,9 @@ import time
 # The checkout, for runs where tasktypes is not installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spyne import (Array, Boolean, ComplexModel, Double, Integer, ServiceBase,
-                   Unicode)
+from spyne import (Array, Boolean, ComplexModel, Double, Integer, Integer32, Integer64,
+                   ServiceBase, Unicode, UnsignedInteger, UnsignedInteger8, Uuid)
+from spyne.model.primitive.number import PositiveInteger
 
 from tasktypes import task_rpc
 from tasktypes.decorator import TASK_TYPES
@@ -219,3 +220,39 @@ def task_type(name):
         if key.endswith(":FixtureService." + name):
             return task_type
     raise KeyError(name)
+
+
+def _odd(cls):
+    def body(ctx, v, update_progress):
+        return None
+    return task_rpc(cls, _returns=Integer)(body)
+
+
+class OddTypes(ServiceBase):
+    """One task type per param type whose reading has a trap (for the tests
+    of submits answered directly): checks beyond the bounds
+    (UnsignedInteger's >= 0, an unsigned sized int's exclusive top,
+    ``values``, exclusive bounds), and text with lengths, patterns and
+    values, or text that becomes something else (Uuid)."""
+    odd_unsigned = _odd(UnsignedInteger)
+    odd_positive = _odd(PositiveInteger)
+    odd_unsigned8 = _odd(UnsignedInteger8)
+    odd_int32 = _odd(Integer32)
+    odd_int64 = _odd(Integer64(ge=-3, le=3))
+    odd_values = _odd(Integer(values=[1, 2, 3]))
+    odd_exclusive = _odd(Integer(gt=0, lt=3))
+    odd_double = _odd(Double(ge=-1, le=1))
+    odd_double_open = _odd(Double(gt=0, lt=1))
+    odd_double_values = _odd(Double(values=[0.5, 1.0]))
+    odd_text = _odd(Unicode)
+    odd_short = _odd(Unicode(min_len=1, max_len=3))
+    odd_pattern = _odd(Unicode(pattern="[a-c]+"))
+    odd_choice = _odd(Unicode(values=["a", "bc"]))
+    odd_uuid = _odd(Uuid)
+
+
+#: Values on both sides of each of OddTypes' checks, as JSON.
+ODD_JSON_VALUES = [
+    -5, -1, 0, 1, 2, 3, 4, 255, 256, 2 ** 31 - 1, 2 ** 31, 2 ** 63, -(2 ** 63) - 1,
+    0.0, 0.5, 1.0, -0.0, 1.5, 1e308, "", "a", "bc", "abc", "abcd", "d", "\u00e9",
+    "\ud800", "a\x00", "12345678-1234-5678-1234-567812345678", True, None, [1], {"a": 1}]

@@ -17,6 +17,7 @@ from tasktypes import make_application, task_rpc
 from tasktypes.jsonrpc import NOT_DIRECT, JsonRpcApplication
 
 from conftest import wait_until
+from fixtures import ODD_JSON_VALUES, OddTypes
 
 
 @pytest.fixture
@@ -103,7 +104,8 @@ def test_bad_params_answer_the_same_bytes(apps, params):
         request = rpc(method, params)
         assert call(direct, request) == call(plain, request), request
     for request in (rpc("countdown_wait", [1, -1]), rpc("countdown_wait", [1, "soon"]),
-                    rpc("countdown_log", [1, -1]), rpc("countdown_wait", [1, 1e400])):
+                    rpc("countdown_log", [1, -1]), rpc("countdown_wait", [1, 1e400]),
+                    rpc("countdown_wait", [1, 10 ** 400])):  # no float holds it
         assert call(direct, request) == call(plain, request), request
     odd_ids = {"jsonrpc": "2.0", "method": "countdown_progress", "params": [1], "id": 1.5}
     assert call(direct, odd_ids) == call(plain, odd_ids)
@@ -194,7 +196,7 @@ def test_submits_answer_as_spyne_does(apps, params):
 @pytest.mark.parametrize("params", [
     [1], [1, 0, 2], [-1, 0], [10001, 0], [1, 11], [1, -0.5], [1.0, 0], [True, 0],
     [1, "0"], [1, None], [None, 0], {"steps": 1}, {"steps": 1, "delay": 0, "x": 1},
-    {"steps": 1, "wait": 0}, [2 ** 40, 0], "nope",
+    {"steps": 1, "wait": 0}, [2 ** 40, 0], "nope", [1, 10 ** 400], [10 ** 400, 0],
 ])
 def test_bad_submits_answer_the_same_bytes(apps, params):
     """Guards: a submit whose params are not plainly the method's goes
@@ -259,9 +261,54 @@ def test_idempotent_and_refused_submits_answer_as_spyne_does(apps, make_store):
         call(direct, rpc("countdown_cancel", [task_id]))
 
 
-def test_a_submit_with_params_not_read_here_goes_through_spyne(apps):
-    """Guards: a method with a param of a type not read directly (Unicode)
-    has no direct submit: spyne reads and checks it."""
+def test_text_submits_are_direct_and_other_types_go_through_spyne(apps):
+    """Guards: over JSON-RPC a submit of text params (``cloneInstance``) is
+    answered directly, with spyne's reply and task; a method with a param
+    of a type not read here (a Uuid, whose text becomes a UUID) has no
+    direct submit, and spyne reads and checks it."""
     direct, plain = apps
-    assert "cloneInstance" not in direct.direct_methods
+    store = direct.app.tasktypes_store
     assert "countdown" in direct.direct_methods and "slowTask" in direct.direct_methods
+    request = rpc("cloneInstance", {"instance_id": "vm-1", "new_instance_name": "c\u00e9"})
+    one, ids = _without_ids(call(direct, request)[1])
+    other, other_ids = _without_ids(call(plain, request)[1])
+    assert one == other and ids and other_ids
+    assert store.describe(ids[0])[0].arguments == store.describe(other_ids[0])[0].arguments
+    made = direct.direct_methods["cloneInstance"](["vm-2", "copy"], {})
+    assert made is not NOT_DIRECT
+    for task_id in ids + other_ids + [made["task_id"]]:
+        call(direct, rpc("cloneInstance_cancel", [task_id]))
+    assert "odd_uuid" not in make_application([OddTypes]).mounts["/jsonrpc"].direct_methods
+
+
+def test_direct_params_read_as_spyne_reads_them(make_store):
+    """Guards: for every param type with a trap (checks beyond the bounds,
+    text with lengths, patterns and values) and values on both sides of
+    each, a submit answers what spyne's path answers (the error, or the
+    task: the same arguments, of the same types), whether or not it was
+    answered directly; and the plain values of these types are answered
+    directly (exclusive bounds and ``values`` included: spyne's own checks;
+    a null for a nillable param goes to spyne, which makes it None)."""
+    store = make_store(max_queued=10000)
+    service = OddTypes
+    application = make_application([service], store=store, name="test.odd")
+    direct = application.mounts["/jsonrpc"]
+    plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
+                               system_methods=direct.system_methods)
+    assert "odd_uuid" not in direct.direct_methods  # text that becomes a UUID: spyne's
+    answered = 0
+    for method, descriptor in sorted(service.public_methods.items()):
+        if descriptor.function.tasktypes_role.role == "submit":
+            for value in ODD_JSON_VALUES:
+                request = rpc(method, [value], id=value if type(value) is int else 1)
+                one, ids = _without_ids(call(direct, request)[1])
+                other, other_ids = _without_ids(call(plain, request)[1])
+                assert one == other, (method, value, one, other)
+                if ids:
+                    assert store.describe(ids[0])[0].arguments == \
+                        store.describe(other_ids[0])[0].arguments, (method, value)
+                read = direct.direct_methods.get(method)
+                if read is not None and value is not None and b'"error"' not in one:
+                    assert read([value], {}) is not NOT_DIRECT, (method, value)
+                    answered += 1
+    assert answered > 40
