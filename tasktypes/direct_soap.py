@@ -19,7 +19,8 @@ such call is answered with the same function spyne would call:
   SOAP header, no attribute on any of these elements (no ``xsi:nil``,
   ``xsi:type``, ``id``/``href``, encodingStyle), no comment among them, each
   param once, qualified by the service's namespace, holding plain digits
-  (and a decimal point for seconds) within the param's bounds;
+  (and a decimal point for a Double), or text (no child element, not
+  empty), that pass the param type's own spyne checks;
 - the response is written by the protocol's own writers below the method's
   response wrapper; a result of a type that ``tasktypes.soap.FastSoap11``
   writes by a plan (``TaskProgressResponse``) from a template: the
@@ -43,7 +44,7 @@ import logging
 import re
 
 from lxml import etree
-from spyne import BODY_STYLE_WRAPPED, Double, Fault, Integer
+from spyne import BODY_STYLE_WRAPPED, Double, Fault, Integer, Unicode
 from spyne.application import get_fault_string_from_exception
 from spyne.const.http import HTTP_200
 from spyne.const.xml import NS_XSI
@@ -62,10 +63,12 @@ _logger_server = logging.getLogger("spyne.application.server")
 _logger_output = logging.getLogger("spyne.server.wsgi")
 
 #: Text of a param taken directly: an Integer64 in plain decimal, a Double
-#: as digits with an optional fraction. Anything else (blanks, signs,
-#: exponents, "NaN") is spyne's to read.
+#: as digits with an optional fraction, any text for a Unicode (its type's
+#: checks then say). Anything else (blanks, signs, exponents, "NaN") is
+#: spyne's to read.
 _INTEGER_TEXT = re.compile(r"(?:0|-?[1-9][0-9]{0,17})\Z")
 _DECIMAL_TEXT = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,16})?\Z")
+_ANY_TEXT = re.compile(r"(?s).*\Z")
 #: Text that lxml writes as it is, but for <, > and &: tabs, newlines and
 #: printable characters (no \r, which it writes as &#13;; no control
 #: characters, which it refuses; no surrogates or U+FFFE/U+FFFF).
@@ -92,6 +95,11 @@ def _param(index, cls):
         return _Param(index, _INTEGER_TEXT, int, read)
     if issubclass(cls, Double):
         return _Param(index, _DECIMAL_TEXT, float, read)
+    if issubclass(cls, Unicode):
+        # spyne 2.14's Soap11.unicode_from_element: validate_string of the
+        # text, the text itself, validate_native (``read``); an empty
+        # element (text None: a nil check, then "") is spyne's to read
+        return _Param(index, _ANY_TEXT, str, read)
     return None
 
 

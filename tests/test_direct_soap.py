@@ -346,14 +346,6 @@ def test_bad_or_unusual_submits_go_through_spyne(apps, params):
             call(direct, envelope("countdown_cancel", {"task_id": int(found.group(1))}))
 
 
-def test_a_submit_of_a_method_with_text_params_goes_through_spyne(apps):
-    """Guards: a method with a param of a type not read directly (Unicode)
-    has no direct submit: spyne reads and checks its text."""
-    direct, _ = apps
-    assert "{tasktypes}cloneInstance" not in direct.direct.methods
-    assert "{tasktypes}countdown" in direct.direct.methods
-
-
 ODD_TEXTS = ["-5", "-1", "0", "1", "2", "3", "4", "255", "256", "2147483647", "2147483648",
              "0.5", "1.0", "1.5", "-0.0", "0.25", " 1", "1e3", "abc", ""]
 
@@ -363,15 +355,16 @@ def test_direct_params_read_as_spyne_reads_them(make_store):
     (UnsignedInteger's >= 0, an unsigned sized int's exclusive top,
     ``values``, exclusive bounds) and texts on both sides of each, a submit
     answers what spyne's path answers, directly or not; and the plain
-    ones are answered directly (spyne's own checks, called)."""
+    ones are answered directly (spyne's own checks, called). Every type but
+    Uuid has a direct submit."""
     from fixtures import OddTypes
     store = make_store(max_queued=10000)
     direct = make_application([OddTypes], store=store).mounts["/soap"]
     plain = SoapApplication(direct.app, max_body=direct.max_content_length)
     methods = [m for m, d in sorted(OddTypes.public_methods.items())
                if d.function.tasktypes_role.role == "submit"]
-    numbers = [m for m in methods if "{tasktypes}%s" % m in direct.direct.methods]
-    assert len(numbers) == 10 and "odd_text" not in numbers  # text: spyne's, over SOAP
+    answered_ones = [m for m in methods if "{tasktypes}%s" % m in direct.direct.methods]
+    assert len(answered_ones) == 14 and "odd_uuid" not in answered_ones
     answered = 0
     for method in methods:
         for text in ODD_TEXTS:
@@ -381,3 +374,36 @@ def test_direct_params_read_as_spyne_reads_them(make_store):
             if b"task_id" in one[2] and answered_directly(direct, body):
                 answered += 1
     assert answered > 20
+
+
+ODD_TEXT_VALUES = ["a", "bc", "abc", "abcd", "d", "\u00e9\u20ac", " a ", "a\nb", "A",
+                   "&amp;&lt;x&gt;", "<![CDATA[<b>]]>", "&#97;", "12345678-1234-5678-1234-567812345678",
+                   "", "<ns0:x>a</ns0:x>", "a<!-- c -->b"]
+
+
+def test_direct_text_params_read_as_spyne_reads_them(make_store):
+    """Guards: text params (lengths, patterns, values; entities, CDATA,
+    blanks) answer what spyne's path answers, directly where the text is
+    plain (no child, not empty), and a Uuid, whose text becomes a UUID, is
+    spyne's."""
+    from fixtures import OddTypes
+    store = make_store(max_queued=10000)
+    direct = make_application([OddTypes], store=store).mounts["/soap"]
+    plain = SoapApplication(direct.app, max_body=direct.max_content_length)
+    assert "{tasktypes}odd_uuid" not in direct.direct.methods
+    answered = 0
+    for method in ("odd_text", "odd_short", "odd_pattern", "odd_choice", "odd_uuid"):
+        for text in ODD_TEXT_VALUES:
+            body = envelope(method, {"v": text})
+            one, other = call(direct, body), call(plain, body)
+            assert _apart_from_id(one) == _apart_from_id(other), (method, text, one, other)
+            if b"task_id" in one[2] and answered_directly(direct, body):
+                answered += 1
+    assert answered >= 18
+    # the shipped service's text method, with the same task both ways
+    direct, plain = make_application(services, store=store).mounts["/soap"], None
+    body = envelope("cloneInstance", {"instance_id": "vm &amp; co", "new_instance_name": "c"})
+    assert answered_directly(direct, body)
+    task_id = submitted(direct, "cloneInstance", {"instance_id": "vm &amp; co",
+                                                   "new_instance_name": "c"})
+    assert '"vm & co"' in store.describe(task_id)[0].arguments
