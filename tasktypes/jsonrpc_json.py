@@ -95,6 +95,8 @@ def parse_json(body):
             raise  # what _decode would say, at the same place: no second parse
         except (StopIteration, ValueError):
             return _decode(text)  # white space first, or an int: the decoder says
+        if end == len(text):  # the usual body: nothing after the value
+            return doc
         stop = _WHITESPACE.match(text, end).end()  # as JSONDecoder.decode does
         if stop != len(text):
             raise json.JSONDecodeError("Extra data", text, stop)
