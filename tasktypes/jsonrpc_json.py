@@ -77,6 +77,13 @@ def encode(doc):
         return encode_ascii(doc).encode("ascii")
 
 
+class JsonText(str):
+    """JSON text written already (``ResultWriters._direct_result_writer``):
+    a direct reply puts it in as it is, where a JSON value is encoded."""
+
+    __slots__ = ()
+
+
 _WHITESPACE = json.decoder.WHITESPACE
 #: The scanner of a decoder like ``_decode`` but for ints, which it reads in
 #: C: an int it cannot hold (over 4300 digits) raises ValueError there, and
