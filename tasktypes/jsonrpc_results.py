@@ -74,7 +74,10 @@ class ResultWriters:
                 for i in strings:
                     values[i] = encode_basestring(values[i])
                 values = tuple(values)
-            return JsonText(template % values)
+            try:
+                return JsonText(template % values)
+            except ValueError:  # an int of over 4300 digits: as the encoder fails
+                return write(out)
         return write_text
 
     def _text_plan(self, descriptor):
