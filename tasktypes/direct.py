@@ -189,7 +189,7 @@ def _direct_call(app, protocol, descriptor):
         return None
     count = len(names)
     function = descriptor.function
-    write = protocol._result_writer(descriptor)
+    write = protocol._direct_result_writer(descriptor)
     managers = event_managers(app, descriptor)
 
     if count == 1:  # most controls take a task id only

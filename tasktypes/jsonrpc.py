@@ -39,7 +39,7 @@ from tasktypes.defaults import MAX_BATCH as DEFAULT_MAX_BATCH
 from tasktypes.errors import (InternalError, InvalidParams, InvalidRequest, ParseError,
                               ProtocolError)
 from tasktypes.idempotency import ENVIRON_KEY as IDEMPOTENCY_ENVIRON_KEY
-from tasktypes.jsonrpc_json import JSON_TYPE, encode, parse_json, short
+from tasktypes.jsonrpc_json import JSON_TYPE, JsonText, encode, parse_json, short
 from tasktypes.jsonrpc_protocol import NO_ID, JsonRpc20
 
 __all__ = ["DEFAULT_MAX_BATCH", "NOT_DIRECT", "JsonRpc20", "JsonRpcApplication"]
@@ -90,10 +90,12 @@ def _encoder():
     part around the result is written once. No circular-reference check
     (its memo would be shared by threads, and keep the ids of a value that
     failed): a result is a tree that the protocol's writers have just
-    built. Lone surrogates, which UTF-8 cannot hold, go to ``encode``."""
+    built; a ``JsonText`` result is written already. Lone surrogates, which
+    UTF-8 cannot hold, go to ``encode`` (in a JsonText: to spyne's path).
+    None where spyne's path must answer."""
     if c_make_encoder is None:
-        return lambda result, req_id: encode({"jsonrpc": "2.0", "result": result,
-                                               "id": req_id})
+        return lambda result, req_id: None if type(result) is JsonText else encode(
+            {"jsonrpc": "2.0", "result": result, "id": req_id})
     make = c_make_encoder(None, json.JSONEncoder().default, json.encoder.encode_basestring,
                           None, ":", ",", False, False, False)
 
@@ -101,10 +103,12 @@ def _encoder():
         try:
             # req_id is a str, an int (not a bool) or None (_call)
             return ('{"jsonrpc":"2.0","result":%s,"id":%s}' % (
-                "".join(make(result, 0)),
+                result if type(result) is JsonText else "".join(make(result, 0)),
                 int.__repr__(req_id) if type(req_id) is int else "".join(make(req_id, 0))
             )).encode("utf-8")
         except UnicodeEncodeError:
+            if type(result) is JsonText:  # spyne's path escapes it
+                return None
             return encode({"jsonrpc": "2.0", "result": result, "id": req_id})
         except ValueError:  # NaN or infinity: spyne's path answers it (-32603)
             return None

@@ -77,6 +77,13 @@ def encode(doc):
         return encode_ascii(doc).encode("ascii")
 
 
+class JsonText(str):
+    """JSON text written already (``ResultWriters._direct_result_writer``):
+    a direct reply puts it in as it is, where a JSON value is encoded."""
+
+    __slots__ = ()
+
+
 _WHITESPACE = json.decoder.WHITESPACE
 #: The scanner of a decoder like ``_decode`` but for ints, which it reads in
 #: C: an int it cannot hold (over 4300 digits) raises ValueError there, and
@@ -95,6 +102,8 @@ def parse_json(body):
             raise  # what _decode would say, at the same place: no second parse
         except (StopIteration, ValueError):
             return _decode(text)  # white space first, or an int: the decoder says
+        if end == len(text):  # the usual body: nothing after the value
+            return doc
         stop = _WHITESPACE.match(text, end).end()  # as JSONDecoder.decode does
         if stop != len(text):
             raise json.JSONDecodeError("Extra data", text, stop)

@@ -10,12 +10,18 @@ spyne's own ``_object_to_doc`` (``JsonDocument``'s generic writer).
 
 It is a mixin of ``JsonRpc20`` (``jsonrpc_protocol``), whose ``__init__``
 makes the caches ``_writers`` and ``_results`` and their ``_lock``; the
-direct path (``direct``) uses ``_result_writer`` too. It is apart because
+direct path (``direct``) uses ``_direct_result_writer``. It is apart because
 the writers are half of the protocol's code and none of its stages.
 """
 
+from json.encoder import encode_basestring
+from math import isfinite
+from operator import attrgetter
+
 from spyne.model import (Any, AnyDict, Array, Boolean, ComplexModelBase, Double,
                          Integer, Unicode)
+
+from tasktypes.jsonrpc_json import JsonText
 
 
 class ResultWriters:
@@ -27,6 +33,74 @@ class ResultWriters:
             with self._lock:
                 writer = self._results[descriptor] = self._build_result_writer(descriptor)
         return writer
+
+    def _direct_result_writer(self, descriptor):
+        """``_result_writer`` for the direct path (``direct``), whose replies
+        take JSON text as well as JSON values: a result that is one complex
+        model of plain fields (a poll's ``TaskProgressResponse``) is written
+        as text by a template made once, not as a dict that the encoder then
+        walks key by key (~10 k instructions less a poll, of ~105 k). What
+        the template does not take as it is goes to
+        ``_result_writer``: an instance of another class, a field of
+        another type than the one its field declares (None, an int in a
+        float field, a subclass), a float that is not finite."""
+        write = self._result_writer(descriptor)
+        plan = self._text_plan(descriptor)
+        if plan is None:
+            return write
+        cls, names, types = plan
+        get = attrgetter(*(key for key, _ in names))
+        floats = [i for i, t in enumerate(types) if t is float]
+        strings = [i for i, t in enumerate(types) if t is str]
+        template = "{%s}" % ",".join(
+            "%s:%s" % (encode_basestring(name).replace("%", "%%"), "%s" if t is str else "%r")
+            for (_, name), t in zip(names, types))
+
+        def write_text(out):
+            value = out[0]
+            if type(value) is not cls:
+                return write(out)
+            try:
+                values = get(value)
+            except AttributeError:  # unset: the writer's None
+                return write(out)
+            if [*map(type, values)] != types:
+                return write(out)
+            for i in floats:
+                if not isfinite(values[i]):  # the encoder's ValueError
+                    return write(out)
+            if strings:
+                values = list(values)
+                for i in strings:
+                    values[i] = encode_basestring(values[i])
+                values = tuple(values)
+            try:
+                return JsonText(template % values)
+            except ValueError:  # an int of over 4300 digits: as the encoder fails
+                return write(out)
+        return write_text
+
+    def _text_plan(self, descriptor):
+        """``(cls, [(key, name)], [type])`` where the result is one complex
+        model ``cls`` whose fields ``_result_writer`` writes as they are
+        (``_plain_types``) when they are ints, floats or strings; else None."""
+        if descriptor.is_out_bare():
+            return None
+        wrapped = [v for _, v in self.sort_fields(descriptor.out_message)
+                   if not self.get_cls_attrs(v).exc]
+        if len(wrapped) != 1:
+            return None
+        cls = wrapped[0]
+        attrs = self.get_cls_attrs(cls)
+        if attrs.max_occurs > 1 or attrs.default is not None:
+            return None
+        fields = getattr(self._writer(cls), "plan", None)  # a complex writer's
+        if not fields or len(fields) < 2:
+            return None
+        types = [_EXACT.get(plain) for _, _, plain, _ in fields]
+        if None in types:
+            return None
+        return cls, [(key, name) for name, key, _, _ in fields], types
 
     def _build_result_writer(self, descriptor):
         # ctx.out_object is always a sequence (see Application.process_request).
@@ -147,6 +221,7 @@ class ResultWriters:
                 value = to_instance(value)
             return {name: field if type(field := getattr(value, key, None)) in plain
                     else write(field) for name, key, plain, write in fields}
+        writer.plan = fields  # for _text_plan
         building[cls] = writer  # before the members: a type may contain itself
         for key, member in self.sort_fields(cls):
             member_attrs = self.get_cls_attrs(member)
@@ -165,6 +240,12 @@ class ResultWriters:
                 attrs.sanitizer is not None or self.polymorphic:
             return ()
         return _json_types(cls) or ()
+
+
+#: Plain types of a field (``_plain_types``) -> the one type that
+#: ``_direct_result_writer`` writes for it: ints, floats (an int in
+#: a float field goes to the writer), strings.
+_EXACT = {(int,): int, (float, int): float, (str,): str}
 
 
 def _json_types(cls):

@@ -80,11 +80,14 @@ class TaskState:
     submitted: float = 0.0
     arguments: str = field(default="", repr=False)
 
-    def duration(self, now):
-        if not self.starttime:
+    def duration(self, now=None):
+        """Seconds it has run: until ``now`` (default: the clock's now)
+        while it runs, until ``endtime`` once it has ended."""
+        start = self.starttime
+        if not start:
             return 0.0
-        end = self.endtime or now
-        return max(0.0, end - self.starttime)
+        end = self.endtime or (time.time() if now is None else now)
+        return end - start if end > start else 0.0
 
 
 # Fields that are always there say so in the WSDL (minOccurs 1, not
@@ -115,7 +118,6 @@ class TaskProgressResponse(ComplexModel):
 
     @classmethod
     def of(cls, state, now=None):
-        now = time.time() if now is None else now
         # Its fields set directly, without ComplexModel.__init__: spyne's
         # generic constructor costs more than the rest of a progress poll,
         # and every field is given here (the protocols read them by name).

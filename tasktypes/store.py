@@ -403,10 +403,10 @@ class ThreadStore(Store):
     def _expire(self, now):
         finished = self._finished
         while finished:
-            task_id, expires = next(iter(finished.items()))
-            if expires > now and len(finished) <= self.max_kept:
+            task_id = next(iter(finished))  # the first to end
+            if finished[task_id] > now and len(finished) <= self.max_kept:
                 break
-            finished.popitem(last=False)
+            del finished[task_id]
             self._tasks.pop(task_id, None)
             self._logs.pop(task_id, None)
             self._types.pop(task_id, None)

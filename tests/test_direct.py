@@ -15,6 +15,7 @@ from spyne import Double, Fault, Integer, ServiceBase
 from service import services
 from tasktypes import make_application, task_rpc
 from tasktypes.jsonrpc import NOT_DIRECT, JsonRpcApplication
+from tasktypes.store import ThreadStore
 
 from conftest import wait_until
 from fixtures import ODD_JSON_VALUES, OddTypes
@@ -89,6 +90,34 @@ def test_good_calls_answer_the_same_bytes(apps):
     notification = dict(requests[0])
     del notification["id"]
     assert call(direct, notification) == call(plain, notification) == ("204 No Content", b"")
+
+
+@pytest.mark.parametrize("fields", [
+    {"message": 'a "quote", a \\ and 100% of \u00e9\u4e2d\x01\n'},
+    {"message": "\ud800"},  # a lone surrogate: escaped as ASCII
+    {"message": None}, {"progress": 1}, {"progress": True}, {"progress": float("nan")},
+    {"starttime": float("inf")}, {"task_id": True},
+])
+def test_odd_fields_of_a_progress_answer_the_same_bytes(fields):
+    """Guards: a poll's response is written from a template where its
+    fields are what the template takes (tasktypes.jsonrpc_results); any
+    other value (None, an int or a bool for a float, NaN) is written as
+    spyne's path writes it, escapes and errors included."""
+    store = ThreadStore(workers=1)
+    try:
+        application = make_application(services, store=store)
+        direct = application.mounts["/jsonrpc"]
+        plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
+                                   system_methods=direct.system_methods)
+        task_id = finished(direct, "countdown", [0, 0])
+        request = rpc("countdown_progress", [task_id])
+        assert call(direct, request) == call(plain, request)
+        state = store._tasks[task_id]
+        for name, value in fields.items():
+            setattr(state, name, value)
+        assert call(direct, request) == call(plain, request)
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("params", [
