@@ -11,15 +11,15 @@ environ (its wait budget, its ``Idempotency-Key``), not a request context.
 Through spyne, one poll builds a ``MethodContext`` (its init and some 56
 attribute sets), reads its one int param through the soft validator and
 fires a dozen events; here a call whose params are exactly what the method
-takes (the right names or count, plain ints and finite numbers within the
-params' bounds) goes straight to the same function spyne would call, and
-its result is written by the protocol's own writer for that method: the
-reply is byte for byte spyne's (``tests/test_direct.py``). A call with
-anything else in its params goes through spyne, so that every error a
-client can get keeps the one message it has; so does every call of a
-method with a param of another type (a submit that takes text, say).
-The task bodies, and every method that is not a task type's, always go
-through spyne.
+takes (the right names or count; ints, finite numbers and strings that
+pass their types' own spyne checks) goes straight to the same function
+spyne would call, and its result is written by the protocol's own writer
+for that method: the reply is byte for byte spyne's
+(``tests/test_direct.py``). A call with anything else in its params goes
+through spyne, so that every error a client can get keeps the one message
+it has; so does every call of a method with a param of another type (a
+date, a UUID, a complex value). The task bodies, and every method that is
+not a task type's, always go through spyne.
 
     direct = direct_methods(jsonrpc_app)    # {"countdown_progress": call, ...}
     JsonRpcApplication(jsonrpc_app, direct_methods=direct)
@@ -36,9 +36,10 @@ _ROLES = ("submit", "progress", "result", "cancel", "wait", "log")
 
 
 class ControlContext:
-    """What a function answered directly reads of spyne's context: the application
-    (its store, limits) and the request's WSGI environ (its wait budget),
-    as ``ctx.app`` and ``ctx.transport.req_env``. The context is its own
+    """What a function answered directly reads of spyne's context: the
+    application (its store, limits) and the request's WSGI environ (its
+    wait budget, its Idempotency-Key), as ``ctx.app`` and
+    ``ctx.transport.req_env``. The context is its own
     transport (a property, not a second object or a reference cycle): one
     allocation per call, not two."""
 
