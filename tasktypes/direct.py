@@ -181,8 +181,8 @@ def listened(managers):
 
 
 def _direct_call(app, protocol, descriptor):
-    """The direct call of one submit or control method, or None if one of its params
-    is of a type this module does not read itself."""
+    """The direct call of one submit or control method, or None if one of
+    its params is of a type this module does not read itself."""
     fields = list(descriptor.in_message._type_info.items())
     names = [name for name, _ in fields]
     readers = [param_reader(cls) for _, cls in fields]
@@ -240,10 +240,10 @@ def _direct_call(app, protocol, descriptor):
 
 def direct_descriptors(app):
     """The descriptors of the task types' methods (submits and controls) of
-    spyne application ``app`` that may be answered directly: none where a call wrapper was put around
-    the methods (``Application.call_wrapper`` or a service class's
-    ``call_wrapper`` overridden: authentication, say), which only spyne's
-    pipeline runs."""
+    spyne application ``app`` that may be answered directly: none where a
+    call wrapper was put around the methods (``Application.call_wrapper``
+    or a service class's ``call_wrapper`` overridden: authentication, say),
+    which only spyne's pipeline runs."""
     if type(app).call_wrapper is not Application.call_wrapper:
         return
     for descriptor in app.interface.method_id_map.values():
@@ -259,10 +259,10 @@ def direct_descriptors(app):
 
 def direct_methods(app):
     """``{method name: call(params, environ)}`` for every submit and control
-    method of the task types of spyne application ``app`` whose params are
-    all read here (whose protocol is
-    ``JsonRpc20``). ``call`` returns the result as a JSON value, raises the
-    method's Fault, or returns ``NOT_DIRECT``."""
+    method of the task types of spyne application ``app`` (its protocol
+    ``JsonRpc20``) whose params are all read here. ``call`` returns the
+    result as a JSON value, raises the method's Fault, or returns
+    ``NOT_DIRECT``."""
     protocol = app.out_protocol
     found = {}
     for descriptor in direct_descriptors(app):

@@ -214,7 +214,8 @@ class JsonRpcApplication(WsgiApplication):
     written) and its faults are spyne's. Two kinds of methods are answered
     before spyne looks a name up: ``system_methods`` (``rpc.discover``) and
     ``direct_methods`` (``tasktypes.direct``: task submits and controls
-    whose params are plain), unless the name has auxiliary methods, which must run.
+    whose params are plain), unless the name has auxiliary methods, which
+    must run.
     """
 
     def __init__(self, app, system_methods=None, max_batch=DEFAULT_MAX_BATCH,

@@ -346,6 +346,28 @@ def test_bad_or_unusual_submits_go_through_spyne(apps, params):
             call(direct, envelope("countdown_cancel", {"task_id": int(found.group(1))}))
 
 
+def _odd_apps(make_store):
+    """The direct and plain SOAP apps of ``fixtures.OddTypes``."""
+    from fixtures import OddTypes
+    store = make_store(max_queued=10000)
+    direct = make_application([OddTypes], store=store).mounts["/soap"]
+    return direct, SoapApplication(direct.app, max_body=direct.max_content_length)
+
+
+def _compare(direct, plain, methods, texts):
+    """Each method with each text, on both apps: the same answer but for a
+    new task's id. How many were answered directly with a task."""
+    answered = 0
+    for method in methods:
+        for text in texts:
+            body = envelope(method, {"v": text})
+            one, other = call(direct, body), call(plain, body)
+            assert _apart_from_id(one) == _apart_from_id(other), (method, text, one, other)
+            if b"task_id" in one[2] and answered_directly(direct, body):
+                answered += 1
+    return answered
+
+
 ODD_TEXTS = ["-5", "-1", "0", "1", "2", "3", "4", "255", "256", "2147483647", "2147483648",
              "0.5", "1.0", "1.5", "-0.0", "0.25", " 1", "1e3", "abc", ""]
 
@@ -358,27 +380,18 @@ def test_direct_params_read_as_spyne_reads_them(make_store):
     ones are answered directly (spyne's own checks, called). Every type but
     Uuid has a direct submit."""
     from fixtures import OddTypes
-    store = make_store(max_queued=10000)
-    direct = make_application([OddTypes], store=store).mounts["/soap"]
-    plain = SoapApplication(direct.app, max_body=direct.max_content_length)
+    direct, plain = _odd_apps(make_store)
     methods = [m for m, d in sorted(OddTypes.public_methods.items())
                if d.function.tasktypes_role.role == "submit"]
     answered_ones = [m for m in methods if "{tasktypes}%s" % m in direct.direct.methods]
     assert len(answered_ones) == 14 and "odd_uuid" not in answered_ones
-    answered = 0
-    for method in methods:
-        for text in ODD_TEXTS:
-            body = envelope(method, {"v": text})
-            one, other = call(direct, body), call(plain, body)
-            assert _apart_from_id(one) == _apart_from_id(other), (method, text, one, other)
-            if b"task_id" in one[2] and answered_directly(direct, body):
-                answered += 1
-    assert answered > 20
+    assert _compare(direct, plain, methods, ODD_TEXTS) > 20
 
 
 ODD_TEXT_VALUES = ["a", "bc", "abc", "abcd", "d", "\u00e9\u20ac", " a ", "a\nb", "A",
-                   "&amp;&lt;x&gt;", "<![CDATA[<b>]]>", "&#97;", "12345678-1234-5678-1234-567812345678",
-                   "", "<ns0:x>a</ns0:x>", "a<!-- c -->b"]
+                   "&amp;&lt;x&gt;", "<![CDATA[<b>]]>", "&#97;",
+                   "12345678-1234-5678-1234-567812345678", "", "<ns0:x>a</ns0:x>",
+                   "a<!-- c -->b"]
 
 
 def test_direct_text_params_read_as_spyne_reads_them(make_store):
@@ -386,22 +399,13 @@ def test_direct_text_params_read_as_spyne_reads_them(make_store):
     blanks) answer what spyne's path answers, directly where the text is
     plain (no child, not empty), and a Uuid, whose text becomes a UUID, is
     spyne's."""
-    from fixtures import OddTypes
-    store = make_store(max_queued=10000)
-    direct = make_application([OddTypes], store=store).mounts["/soap"]
-    plain = SoapApplication(direct.app, max_body=direct.max_content_length)
+    direct, plain = _odd_apps(make_store)
+    store = direct.app.tasktypes_store
     assert "{tasktypes}odd_uuid" not in direct.direct.methods
-    answered = 0
-    for method in ("odd_text", "odd_short", "odd_pattern", "odd_choice", "odd_uuid"):
-        for text in ODD_TEXT_VALUES:
-            body = envelope(method, {"v": text})
-            one, other = call(direct, body), call(plain, body)
-            assert _apart_from_id(one) == _apart_from_id(other), (method, text, one, other)
-            if b"task_id" in one[2] and answered_directly(direct, body):
-                answered += 1
-    assert answered >= 18
-    # the shipped service's text method, with the same task both ways
-    direct, plain = make_application(services, store=store).mounts["/soap"], None
+    assert _compare(direct, plain, ("odd_text", "odd_short", "odd_pattern", "odd_choice",
+                                    "odd_uuid"), ODD_TEXT_VALUES) >= 18
+    # the shipped service's text method: answered directly, its arguments as sent
+    direct = make_application(services, store=store).mounts["/soap"]
     body = envelope("cloneInstance", {"instance_id": "vm &amp; co", "new_instance_name": "c"})
     assert answered_directly(direct, body)
     task_id = submitted(direct, "cloneInstance", {"instance_id": "vm &amp; co",
