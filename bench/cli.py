@@ -8,7 +8,8 @@ for the README's "Performance" section, write ``bench/results.json``.
 Parts (``--only``; each module's docstring says what it measures):
 ``polls`` (``bench/polls.py``), ``queue`` (``bench/queueing.py``),
 ``empty`` (``bench/empty.py``), ``update_progress``
-(``bench/update_progress.py``) and ``lookup`` (``bench/lookup.py``).
+(``bench/update_progress.py``), ``lookup`` (``bench/lookup.py``) and
+``instructions`` (``bench/instructions.py``, under valgrind).
 ``--without ladon,rq`` leaves out the programs we compare with (they are
 installed into ``bench/.ladon-venv`` and ``bench/.rq-venv`` on first use).
 
@@ -24,11 +25,11 @@ import platform
 import sys
 import time
 
-from bench import empty, lookup, polls, queueing, report, update_progress
+from bench import empty, instructions, lookup, polls, queueing, report, update_progress
 from bench.servers import BENCH, ROOT, RedisServer
 
 DEFAULT_OUTPUT = os.path.join(BENCH, "results.json")
-PARTS = ("polls", "queue", "empty", "update_progress", "lookup")
+PARTS = ("polls", "queue", "empty", "update_progress", "lookup", "instructions")
 OPTIONAL = ("ladon", "rq")
 
 #: Full-run sizes; ``--scale`` multiplies them, down to ``MINIMUM``.
@@ -41,10 +42,12 @@ SIZES = {
     "loop_calls": 1_000_000,    # update_progress calls in the body
     "lookup_fill": 100_000,     # finished tasks stored for the big lookup
     "lookup_polls": 2000,
+    "instruction_calls": 1000,  # polls counted under callgrind, per server and protocol
 }
 MINIMUM = {"polls_seconds": 0.2, "polls_rounds": 1, "queue_tasks": 16,
            "queue_latency": 5, "empty_tasks": 5, "loop_calls": 10_000,
-           "lookup_fill": 100, "lookup_polls": 20}
+           "lookup_fill": 100, "lookup_polls": 20,
+           "instruction_calls": 20}
 
 
 def scaled(scale):
@@ -117,6 +120,7 @@ def main(argv=None):
                "settings": {"scale": args.scale, "parts": args.parts,
                             "without": args.without, "sizes": sizes},
                "polls": {}, "queue": {}, "empty": {}, "update_progress": {}, "lookup": {},
+               "instructions": {},
                "unavailable": {}, "targets": []}
     with_ladon = "ladon" not in args.without
     with RedisServer() as redis_server:
@@ -131,6 +135,8 @@ def main(argv=None):
                     empty.run(sizes, redis_server, results, log, with_ladon)
                 elif part == "update_progress":
                     update_progress.run(sizes, redis_server, results, log)
+                elif part == "instructions":
+                    instructions.run(sizes, results, log, with_ladon)
                 else:
                     lookup.run(sizes, redis_server, results, log)
             except Exception as exc:  # one part's failure must not lose the others

@@ -33,14 +33,17 @@ def _levels(results, server, protocol, call):
 def targets(results):
     found = []
 
-    def judge(name, values, good):
-        """``values``: [(where, measured)]; met when every one is good."""
+    def judge(name, values, good, aside=None):
+        """``values``: [(where, measured)]; met when every one is good.
+        ``aside``: a figure shown beside them that is not judged."""
         values = [(where, v) for where, v in values if v is not None]
         status = "n/a" if not values else (
             "met" if all(good(v) for _, v in values) else "missed")
-        found.append({"target": name, "status": status,
-                      "where": "; ".join("%s %s" % (where, _num(v)) for where, v in values)
-                      or "not measured in this run",
+        where = "; ".join("%s %s" % (where, _num(v)) for where, v in values) \
+            or "not measured in this run"
+        if aside:
+            where += " (%s)" % aside
+        found.append({"target": name, "status": status, "where": where,
                       "measured": {where: v for where, v in values}})
 
     def per_level(server, protocol, call, key, label=""):
@@ -50,11 +53,11 @@ def targets(results):
 
     judge("JSON-RPC progress polls per server CPU-second >= %gx Ladon's" % VS_LADON_JSONRPC,
           per_level("tasktypes/thread", "jsonrpc", "progress", "x_ladon"),
-          lambda v: v >= VS_LADON_JSONRPC)
+          lambda v: v >= VS_LADON_JSONRPC, _by_instructions(results, "jsonrpc"))
     judge("SOAP progress polls per server CPU-second ahead of Ladon's SOAP (> %gx)"
           % VS_LADON_SOAP,
           per_level("tasktypes/thread", "soap", "progress", "x_ladon"),
-          lambda v: v > VS_LADON_SOAP)
+          lambda v: v > VS_LADON_SOAP, _by_instructions(results, "soap"))
     judge("submit <= %.2fx echo's server CPU, thread store" % SUBMIT_X_ECHO,
           per_level("tasktypes/thread", "jsonrpc", "submit", "x_echo", "JSON-RPC ")
           + per_level("tasktypes/thread", "soap", "submit", "x_echo", "SOAP "),
@@ -80,6 +83,15 @@ def targets(results):
           [("%s store:" % store, lookup.get(store, {}).get("ratio_median"))
            for store in ("thread", "redis")], lambda v: v <= LOOKUP_FLAT)
     return found
+
+
+def _by_instructions(results, protocol):
+    """Ladon's instructions per poll over ours (part ``instructions``), as
+    text beside a target judged by server CPU, or None."""
+    figures = results.get("instructions", {}).get("tasktypes/thread", {}).get(protocol, {})
+    if "x_ladon" not in figures:
+        return None
+    return "by instructions: %s" % _num(figures["x_ladon"])
 
 
 def _num(value, digits=2):
@@ -167,6 +179,21 @@ def empty_table(results):
                    "m_wait: median / p99 ms"], rows)
 
 
+def instructions_table(results):
+    entry = results["instructions"]
+    rows = []
+    for server in ("tasktypes/thread", "ladon", "noop"):
+        for protocol, f in entry.get(server, {}).items():
+            rows.append([server, PROTOCOL_NAMES.get(protocol, protocol),
+                         "{:,}".format(f["instructions_per_call"]),
+                         "{:,}".format(f["above_floor"]) if "above_floor" in f else "",
+                         "%s / %s" % (_x(f.get("x_ladon")), _x(f.get("x_ladon_above_floor")))
+                         if "x_ladon" in f else ""])
+    return _table(["server", "protocol (noop: sent that protocol's poll)",
+                   "instructions per poll", "above the floor",
+                   "Ladon's ÷ ours (whole / above the floor)"], rows)
+
+
 def markdown(results):
     m, s = results["machine"], results["settings"]
     out = ["tasktypes benchmark: %s cores, %s, Python %s, scale %g, %s; load average "
@@ -198,6 +225,12 @@ def markdown(results):
                       [[store, _num(f["10"]["median_us"], 0), _num(f[str(big)]["median_us"], 0),
                         _x(f["ratio_median"])]
                        for store, f in results["lookup"].items() if store != "fill"])
+    if results["instructions"]:
+        out += ["", "**Instructions per progress poll** of a finished task, the whole "
+                "server process under callgrind, %s polls after a warm-up, one client; "
+                "floor: the do-nothing application sent the same bytes"
+                % results["instructions"]["calls"], ""]
+        out += instructions_table(results)
     if results["targets"]:
         out += ["", "**Targets**", ""]
         out += _table(["target", "where it lands", ""],

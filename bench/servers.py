@@ -32,31 +32,40 @@ def tasktypes_env(store, redis_url=None, workers=None):
     return env
 
 
-def tasktypes_server(store, redis_url=None, workers=None, fill=0):
+#: Seconds each server may take to start (``under`` a tool: ``UNDER_TIMEOUT``).
+START_TIMEOUT = {"tasktypes": 180, "noop": 60, "ladon": 60}
+UNDER_TIMEOUT = 600
+
+
+def tasktypes_server(store, redis_url=None, workers=None, fill=0, under=()):
     """``python wsgi.py``: the shipped service under the dev server; with
     ``fill``, ``bench/serve.py``, which first fills the thread store with
-    that many finished tasks."""
+    that many finished tasks. ``under``: a command that runs the server
+    (``bench/instructions.py``'s valgrind)."""
     if fill:
         argv = [sys.executable, "-m", "bench.serve", "--port", "@PORT@",
                 "--fill", str(fill)]
     else:
         argv = [sys.executable, os.path.join(ROOT, "wsgi.py"), "--port", "@PORT@"]
-    return ServerProcess("tasktypes/%s" % store, argv,
-                         tasktypes_env(store, redis_url, workers), cwd=ROOT,
-                         start_timeout=180)
+    return _server("tasktypes/%s" % store, "tasktypes", argv,
+                   tasktypes_env(store, redis_url, workers), under)
 
 
-def noop_server():
+def noop_server(under=()):
     """A do-nothing WSGI application behind the same dev server: the floor."""
-    return ServerProcess("noop", [sys.executable, HTTPD, "--app", "noop", "--port",
-                                  "@PORT@"], {"PYTHONUNBUFFERED": "1"}, cwd=ROOT)
+    return _server("noop", "noop", [sys.executable, HTTPD, "--app", "noop", "--port", "@PORT@"],
+                   {"PYTHONUNBUFFERED": "1"}, under)
 
 
-def ladon_server():
+def ladon_server(under=()):
     """Ladon 1.0.7's service behind the same dev server, in its own venv."""
-    return ServerProcess("ladon", [venvs.python(venvs.LADON_VENV), HTTPD, "--app", "ladon",
-                                   "--port", "@PORT@"], {"PYTHONUNBUFFERED": "1"},
-                         cwd=ROOT, start_timeout=60)
+    return _server("ladon", "ladon", [venvs.python(venvs.LADON_VENV), HTTPD, "--app", "ladon",
+                                      "--port", "@PORT@"], {"PYTHONUNBUFFERED": "1"}, under)
+
+
+def _server(name, kind, argv, env, under):
+    return ServerProcess(name, [*under, *argv], env, cwd=ROOT,
+                         start_timeout=UNDER_TIMEOUT if under else START_TIMEOUT[kind])
 
 
 def service(name, argv, env, ready, cwd=ROOT, start_timeout=60):

@@ -109,25 +109,32 @@ def wait_budget(ctx):
 
 
 class WaitSlots:
-    """At most ``limit`` m_wait calls at once: each holds a server thread, and
-    a server whose threads all wait answers nobody else. One per application,
-    shared by its protocols.
+    """At most ``limit`` m_wait calls wait at once: each holds a server thread,
+    and a server whose threads all wait answers nobody else. One per
+    application, shared by its protocols.
 
-        with slots:          # Busy if ``limit`` calls wait already
+        if not slots.take():     # ``limit`` calls wait already
+            raise slots.busy()
+        try:
             store.wait(...)
+        finally:
+            slots.give_back()
     """
 
     def __init__(self, limit=DEFAULT_MAX_WAITERS):
         self.limit = limit
         self._free = threading.BoundedSemaphore(limit)
 
-    def __enter__(self):
-        if not self._free.acquire(blocking=False):
-            raise Busy("%d m_wait calls are in progress already, the most this "
-                       "server allows; poll the task's progress instead" % self.limit)
+    def take(self):
+        """A slot if one is free (True), at once either way."""
+        return self._free.acquire(blocking=False)
 
-    def __exit__(self, *exc):
+    def give_back(self):
         self._free.release()
+
+    def busy(self):
+        return Busy("%d m_wait calls are in progress already, the most this "
+                    "server allows; poll the task's progress instead" % self.limit)
 
 
 #: The slots of applications not built by ``make_application``.
@@ -241,9 +248,21 @@ def _publish_controls(cls, task_type, result_kparams):
         return TaskProgressResponse.of(store_of(ctx).cancel(task_type, task_id))
 
     def wait(ctx, task_id, timeout):
+        store = store_of(ctx)
+        timeout = min(timeout, wait_budget(ctx))
         slots = getattr(ctx.app, "tasktypes_wait_slots", None) or _default_wait_slots
-        with slots:
-            state = store_of(ctx).wait(task_type, task_id, min(timeout, wait_budget(ctx)))
+        if timeout > 0 and slots.take():
+            try:
+                state = store.wait(task_type, task_id, timeout)
+            finally:
+                slots.give_back()
+        else:
+            # A wait that would not wait (a timeout of 0, a finished task)
+            # holds no thread, so it needs no slot: answered even when every
+            # slot is taken, where only a wait that would wait is Busy.
+            state = store.read(task_type, task_id)
+            if timeout > 0 and not state.status.is_finished:
+                raise slots.busy()
         return TaskProgressResponse.of(state)
 
     def log(ctx, task_id, after):

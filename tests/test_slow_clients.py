@@ -27,7 +27,7 @@ from tasktypes.devserver import DEFAULT_THREADS
 from tasktypes.config import ConfigError, Settings
 from tasktypes.testing import ServerProcess
 
-from conftest import ROOT, jsonrpc, wait_until
+from conftest import ROOT, JsonRpcError, jsonrpc, wait_until
 
 # Once: the dev server's (waitress's) handling of slow and idle sockets, the
 # same whatever Python runs it; CI time.
@@ -196,6 +196,39 @@ def test_waits_beyond_max_waiters_are_busy_and_echo_stays_prompt(server):
         assert reply["error"]["code"] == -32011, reply
         assert reply["error"]["data"]["faultcode"] == "Server.Busy", reply
     assert during < PROMPT
+
+
+def test_waits_that_hold_no_thread_are_answered_when_every_slot_is_taken(server):
+    """``m_wait(id, 0)`` and an ``m_wait`` of a finished task answer at once:
+    they hold no server thread, so they take no slot, and a client gets its
+    answer even while ``MAX_WAITERS`` calls wait (a wait that would wait
+    gets ``Server.Busy``)."""
+    running = jsonrpc(server.url, "countdown", 60, 1.0)["task_id"]
+    done = jsonrpc(server.url, "countdown", 0, 0.0)["task_id"]
+    wait_until(lambda: jsonrpc(server.url, "countdown_progress", done)["status"] == "done")
+    socks = connect(server, MAX_WAITERS)
+    try:
+        for i, sock in enumerate(socks):
+            sock.sendall(request_bytes("countdown_wait", [running, 25.0], i))
+
+        def busy():
+            try:
+                jsonrpc(server.url, "countdown_wait", running, 0.5)
+            except JsonRpcError as exc:
+                return exc.data.get("faultcode") == "Server.Busy"
+            return False
+        wait_until(busy)  # every slot is taken now
+        started = time.monotonic()
+        now = jsonrpc(server.url, "countdown_wait", running, 0)
+        assert (now["task_id"], now["status"]) == (running, "running")
+        finished = jsonrpc(server.url, "countdown_wait", done, 20.0)
+        assert (finished["task_id"], finished["status"]) == (done, "done")
+        assert time.monotonic() - started < PROMPT
+        assert busy()  # and the slots are still all taken
+    finally:
+        jsonrpc(server.url, "countdown_cancel", running)
+        for sock in socks:
+            sock.close()
 
 
 def test_default_max_waiters_leave_the_dev_server_threads():
