@@ -21,6 +21,7 @@ from operator import attrgetter
 from spyne.model import (Any, AnyDict, Array, Boolean, ComplexModelBase, Double,
                          Integer, Unicode)
 
+from tasktypes.float_text import float_text
 from tasktypes.jsonrpc_json import JsonText
 
 
@@ -53,7 +54,7 @@ class ResultWriters:
         floats = [i for i, t in enumerate(types) if t is float]
         strings = [i for i, t in enumerate(types) if t is str]
         template = "{%s}" % ",".join(
-            "%s:%s" % (encode_basestring(name).replace("%", "%%"), "%s" if t is str else "%r")
+            "%s:%s" % (encode_basestring(name).replace("%", "%%"), "%r" if t is int else "%s")
             for (_, name), t in zip(names, types))
 
         def write_text(out):
@@ -66,16 +67,16 @@ class ResultWriters:
                 return write(out)
             if [*map(type, values)] != types:
                 return write(out)
+            values = [*values]
             for i in floats:
-                if not isfinite(values[i]):  # the encoder's ValueError
+                number = values[i]
+                if not isfinite(number):  # the encoder's ValueError
                     return write(out)
-            if strings:
-                values = list(values)
-                for i in strings:
-                    values[i] = encode_basestring(values[i])
-                values = tuple(values)
+                values[i] = float_text(number)  # the encoder's repr, remembered
+            for i in strings:
+                values[i] = encode_basestring(values[i])
             try:
-                return JsonText(template % values)
+                return JsonText(template % tuple(values))
             except ValueError:  # an int of over 4300 digits: as the encoder fails
                 return write(out)
         return write_text

@@ -22,6 +22,7 @@ from spyne.server.http import HttpTransportContext
 from spyne.server.wsgi import WsgiApplication
 
 from .errors import BadRequest, UnsupportedMediaType, ValidationError
+from .float_text import float_text
 from .validation import DescribedValidation, expected_type
 from .xmlinput import parse_request
 from .wsdl import tidy_wsdl
@@ -264,6 +265,8 @@ def _integer_text(cls, value):
 
 
 def _double_text(cls, value):
+    if type(value) is float:  # a task's starttime, duration, progress
+        return float_text(value)  # repr's text, remembered
     float(value)  # the same
     return repr(value)
 

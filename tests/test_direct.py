@@ -97,6 +97,9 @@ def test_good_calls_answer_the_same_bytes(apps):
     {"message": "\ud800"},  # a lone surrogate: escaped as ASCII
     {"message": None}, {"progress": 1}, {"progress": True}, {"progress": float("nan")},
     {"starttime": float("inf")}, {"task_id": True},
+    # floats whose texts the writer remembers (tasktypes.float_text)
+    {"progress": -0.0}, {"progress": 0.1 + 0.2}, {"starttime": 5e-324},
+    {"endtime": 1.7976931348623157e308, "starttime": 1796632276.4512305},
 ])
 def test_odd_fields_of_a_progress_answer_the_same_bytes(fields):
     """Guards: a poll's response is written from a template where its
@@ -116,6 +119,28 @@ def test_odd_fields_of_a_progress_answer_the_same_bytes(fields):
         for name, value in fields.items():
             setattr(state, name, value)
         assert call(direct, request) == call(plain, request)
+        assert call(direct, request) == call(plain, request)  # a remembered text
+    finally:
+        store.close()
+
+
+def test_signed_zero_progress_polls_answer_the_same_bytes():
+    """Guards: 0.0 and -0.0 are equal keys with different texts; polls that
+    alternate them answer what spyne's path answers each time."""
+    store = ThreadStore(workers=1)
+    try:
+        application = make_application(services, store=store)
+        direct = application.mounts["/jsonrpc"]
+        plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
+                                   system_methods=direct.system_methods)
+        task_id = finished(direct, "countdown", [0, 0])
+        request = rpc("countdown_progress", [task_id])
+        state = store._tasks[task_id]
+        for value in (0.0, -0.0, 0.0, -0.0):
+            state.progress = state.starttime = value
+            answer = call(direct, request)
+            assert answer == call(plain, request)
+            assert ('"progress":%r' % value).encode() in answer[1]
     finally:
         store.close()
 
