@@ -1,7 +1,7 @@
 """``python -m bench``: run the benchmark's parts, print the markdown tables
 for the README's "Performance" section, write ``bench/results.json``.
 
-    python -m bench                         # everything, about 5 minutes
+    python -m bench                         # everything, about 8 minutes
     python -m bench --only polls --quick    # one part, a tenth of the time
     python -m bench --scale 0.01 --output /tmp/results.json   # the smoke test's
 
@@ -34,8 +34,8 @@ OPTIONAL = ("ladon", "rq")
 
 #: Full-run sizes; ``--scale`` multiplies them, down to ``MINIMUM``.
 SIZES = {
-    "polls_seconds": 3.0,       # per point (server, protocol, call, clients), in all
-    "polls_rounds": 3,          # every point visited this many times, in turn
+    "polls_seconds": 5.0,       # per point (server, protocol, call, clients), in all
+    "polls_rounds": 5,          # every point visited this many times, in turn
     "queue_tasks": 1000,        # tasks through the queue, per worker count
     "queue_latency": 100,       # empty tasks, one at a time
     "empty_tasks": 200,         # per store and way of waiting

@@ -29,6 +29,7 @@ part is reported unavailable (Debian: ``apt-get install valgrind``).
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 
@@ -41,9 +42,8 @@ WARMUP = 50
 PROTOCOLS = {"tasktypes/thread": ("jsonrpc", "soap"), "ladon": ("ladon", "ladon-soap")}
 #: Our protocol -> Ladon's, for the same poll.
 LADON_PEER = {"jsonrpc": "ladon", "soap": "ladon-soap"}
-#: Seconds a server under valgrind may take to start (tasktypes: ~10 s
-#: with instrumentation off, ~30 s with it on).
-START_TIMEOUT = 300
+#: Seconds one ``callgrind_control`` command may take.
+CONTROL_TIMEOUT = 120
 
 
 def unavailable():
@@ -63,6 +63,7 @@ def run(sizes, results, log, with_ladon=True):
         return
     calls = sizes["instruction_calls"]
     entry = results["instructions"]
+    entry["calls"] = calls
     names = ["tasktypes/thread"]
     if with_ladon:
         reason = venvs.ensure_ladon(log)
@@ -92,7 +93,6 @@ def run(sizes, results, log, with_ladon=True):
                         "instructions_per_call": round(total / calls)}
             finally:
                 server.stop()
-    entry["calls"] = calls
     compare(entry)
 
 
@@ -105,8 +105,10 @@ def _count(server, protocol, request, calls, out_dir):
             client.send(request)
         _control(server, "--zero")
         for _ in range(calls):
-            client.send(request)
-        return _dump_total(server, out_dir)
+            answer = client.send(request)
+        total = _dump_total(server, out_dir)
+        client.parse(answer)  # CallError if the counted polls were faults
+        return total
     finally:
         client.close()
 
@@ -114,27 +116,47 @@ def _count(server, protocol, request, calls, out_dir):
 def _poll(server, protocol):
     """The request bytes of a progress poll of a finished task, answered once."""
     client = Client(server.url, protocol)
-    request = client.request("countdown_progress", finished_task(client))
-    client.parse(client.send(request))  # CallError on a fault
-    client.close()
-    return request
+    try:
+        request = client.request("countdown_progress", finished_task(client))
+        client.parse(client.send(request))  # CallError on a fault
+        return request
+    finally:
+        client.close()
 
 
-def _control(server, *args):
-    subprocess.run(["callgrind_control", *args, str(server.pid)], check=True,
-                   capture_output=True, timeout=120)
+def _control(server, command):
+    """One ``callgrind_control`` command to ``server``: it exits 0 whatever
+    happened (valgrind 3.19), so its "OK." is what says it was done. In a
+    session of its own, so that a timeout ends the ``vgdb`` it runs too."""
+    control = subprocess.Popen(["callgrind_control", command, str(server.pid)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        output, _ = control.communicate(timeout=CONTROL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(control.pid, signal.SIGKILL)
+        control.communicate()
+        raise RuntimeError("callgrind_control %s did not answer in %d s"
+                           % (command, CONTROL_TIMEOUT)) from None
+    if "OK." not in output:
+        raise RuntimeError("callgrind_control %s failed: %s" % (command, output.strip()))
 
 
 def _dump_total(server, out_dir):
     """Dump the counters of ``server`` and return the dump's total."""
     before = set(glob.glob(os.path.join(out_dir, "*")))
     _control(server, "--dump")
-    (dump,) = set(glob.glob(os.path.join(out_dir, "*"))) - before
-    with open(dump) as f:
+    dumps = set(glob.glob(os.path.join(out_dir, "*"))) - before
+    if len(dumps) != 1:
+        raise RuntimeError("callgrind wrote %d dumps, not one" % len(dumps))
+    with open(dumps.pop()) as f:
         for line in f:
             if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError("no total in callgrind's dump %s" % dump)
+                total = int(line.split()[1])
+                if total <= 0:
+                    raise RuntimeError("callgrind counted nothing: is it instrumenting?")
+                return total
+    raise RuntimeError("no total in callgrind's dump")
 
 
 def compare(entry):

@@ -64,6 +64,8 @@ def ladon_server(under=()):
 
 
 def _server(name, kind, argv, env, under):
+    if under:  # the same dict and set probing every run: counts that repeat
+        env = dict(env, PYTHONHASHSEED="0")
     return ServerProcess(name, [*under, *argv], env, cwd=ROOT,
                          start_timeout=UNDER_TIMEOUT if under else START_TIMEOUT[kind])
 

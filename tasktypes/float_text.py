@@ -13,11 +13,15 @@ texts are kept, at most ``LIMIT`` of them (all forgotten at once when full,
 so that a stream of new values, a running task's durations, costs one dict
 insert each and no bookkeeping).
 
-Only exact floats may be passed (a caller checks ``type(x) is float``): an
-int key would find the text of the equal float (1 == 1.0). Zero is never
-kept: 0.0 and -0.0 are equal keys with different texts. Any other two equal
-floats are the same bits, so a kept text is the text of the value asked for.
+Only exact floats are looked up (an int would find the text of the equal
+float: 1 == 1.0; a float subclass may write itself otherwise), and only
+finite ones other than zero are kept: 0.0 and -0.0 are equal keys with
+different texts, and each NaN is a key no lookup finds again. Any other two
+equal floats are the same bits, so a kept text is the text of the value
+asked for.
 """
+
+from math import isfinite
 
 #: Texts kept at most (about 0.5 MB when full).
 LIMIT = 4096
@@ -26,11 +30,13 @@ _texts = {}
 
 
 def float_text(value):
-    """``repr(value)`` of the float ``value``."""
+    """``repr(value)``, remembered where ``value`` is a float."""
+    if type(value) is not float:
+        return repr(value)
     text = _texts.get(value)
     if text is None:
         text = repr(value)
-        if value:
+        if value and isfinite(value):
             if len(_texts) >= LIMIT:
                 _texts.clear()
             _texts[value] = text

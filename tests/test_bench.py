@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -37,15 +38,27 @@ def positive(value):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     output = tmp_path_factory.mktemp("bench") / "results.json"
-    run = subprocess.run(
+    bench = subprocess.Popen(
         [sys.executable, "-m", "bench", "--scale", "0.01", "--output", str(output)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    assert run.returncode == 0, run.stdout + run.stderr
+    try:
+        stdout, stderr = bench.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        # Ctrl-C: its parts' finally blocks stop the servers it started,
+        # each in a session of its own (a kill would leave them running)
+        bench.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = bench.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            bench.kill()
+            stdout, stderr = bench.communicate()
+        pytest.fail("the benchmark ran over 900 s: %s" % stderr[-3000:])
+    assert bench.returncode == 0, stdout + stderr
     with open(output) as f:
         figures = json.load(f)
-    figures["_table"] = run.stdout
-    figures["_log"] = run.stderr
+    figures["_table"] = stdout
+    figures["_log"] = stderr
     return figures
 
 

@@ -191,6 +191,44 @@ class NotJson(ServiceBase):
         return float("nan")
 
 
+def test_waits_that_would_not_wait_need_no_slot(make_store):
+    """Guards (both stores; direct and through spyne): with every wait slot
+    taken, ``m_wait(id, 0)`` and a wait of a finished task are answered, a
+    wait that would wait is Busy, an unknown id is TaskNotFound; a slot
+    comes back after a wait that failed."""
+    store = make_store()
+    application = make_application(services, store=store, max_waiters=1)
+    direct = application.mounts["/jsonrpc"]
+    plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
+                               system_methods=direct.system_methods)
+    slots = direct.app.tasktypes_wait_slots
+    running = json.loads(call(direct, rpc("countdown", [60, 1.0]))[1])["result"]["task_id"]
+    done = finished(direct, "countdown", [0, 0])
+
+    def answer(app, task_id, timeout):
+        reply = json.loads(call(app, rpc("countdown_wait", [task_id, timeout]))[1])
+        return reply.get("result") or reply["error"]["data"]["faultcode"]
+
+    try:
+        assert slots.take()  # the only slot, held as a waiting call would
+        for app in (direct, plain):
+            assert answer(app, running, 0)["status"] == "running"
+            assert answer(app, done, 5)["status"] == "done"
+            assert answer(app, running, 0.5) == "Server.Busy"
+            assert answer(app, 12345, 0.5) == "Client.TaskNotFound"
+        slots.give_back()
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("the store broke")
+        store.wait = broken  # this store's own method, broken on purpose
+        for app in (direct, plain):
+            assert answer(app, running, 0.5) == "Server.InternalError"
+            assert slots.take()  # given back
+            slots.give_back()
+    finally:
+        call(direct, rpc("countdown_cancel", [running]))
+
+
 def test_a_result_json_cannot_hold_answers_as_spyne_does(make_store):
     """Guards: a direct ``m_result`` of a NaN once raised out of the WSGI
     application (an empty HTTP 500; in a batch every reply lost); now it

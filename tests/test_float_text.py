@@ -22,12 +22,29 @@ def random_floats(count, seed):
 
 
 def test_texts_are_reprs_asked_once_and_again():
-    values = random_floats(5000, seed=14) + [
+    module._texts.clear()
+    values = random_floats(LIMIT - 100, seed=14) + [
         1.0, 0.1 + 0.2, 1796632276.4512305, 0.010506629943847656, 5e-324, -5e-324,
-        1.7976931348623157e308, 2.0 ** 53, 123456789.0, float("inf"), float("-inf")]
-    for _ in range(2):  # the second time from what was kept
-        for value in values:
-            assert float_text(value) == repr(value)
+        1.7976931348623157e308, 2.0 ** 53, 123456789.0]
+    for value in values:
+        assert float_text(value) == repr(value)
+    assert all(value in module._texts for value in values)  # kept, every one
+    for value in values:  # from what was kept, asked with equal new objects
+        again = struct.unpack("<d", struct.pack("<d", value))[0]
+        assert float_text(again) == repr(value)
+
+
+def test_what_is_not_kept_is_still_repr_s_text():
+    """Infinities, NaN, ints and a float subclass: repr's text, none kept
+    (an int must not find the equal float's text)."""
+    class Half(float):
+        def __repr__(self):
+            return "Half(%s)" % float.__repr__(self)
+    module._texts.clear()
+    assert float_text(1.0) == "1.0"
+    for value in (float("inf"), float("-inf"), float("nan"), 1, True, Half(1.0)):
+        assert float_text(value) == repr(value)
+    assert list(module._texts) == [1.0]
 
 
 def test_signed_zeros_keep_their_sign():

@@ -200,31 +200,30 @@ def test_waits_beyond_max_waiters_are_busy_and_echo_stays_prompt(server):
 
 def test_waits_that_hold_no_thread_are_answered_when_every_slot_is_taken(server):
     """``m_wait(id, 0)`` and an ``m_wait`` of a finished task answer at once:
-    they hold no server thread, so they take no slot, and a client gets its
+    they hold no server thread, so they need no slot, and a client gets its
     answer even while ``MAX_WAITERS`` calls wait (a wait that would wait
     gets ``Server.Busy``)."""
     running = jsonrpc(server.url, "countdown", 60, 1.0)["task_id"]
     done = jsonrpc(server.url, "countdown", 0, 0.0)["task_id"]
     wait_until(lambda: jsonrpc(server.url, "countdown_progress", done)["status"] == "done")
-    socks = connect(server, MAX_WAITERS)
+    socks = connect(server, MAX_WAITERS + 1)
     try:
         for i, sock in enumerate(socks):
             sock.sendall(request_bytes("countdown_wait", [running, 25.0], i))
-
-        def busy():
-            try:
-                jsonrpc(server.url, "countdown_wait", running, 0.5)
-            except JsonRpcError as exc:
-                return exc.data.get("faultcode") == "Server.Busy"
-            return False
-        wait_until(busy)  # every slot is taken now
+        # one of them is Busy at once: the other MAX_WAITERS hold every slot
+        ready, _, _ = select.select(socks, [], [], 10)
+        assert len(ready) == 1, ready
+        reply = read_reply(ready[0], 5)
+        assert reply["error"]["data"]["faultcode"] == "Server.Busy", reply
         started = time.monotonic()
         now = jsonrpc(server.url, "countdown_wait", running, 0)
         assert (now["task_id"], now["status"]) == (running, "running")
         finished = jsonrpc(server.url, "countdown_wait", done, 20.0)
         assert (finished["task_id"], finished["status"]) == (done, "done")
         assert time.monotonic() - started < PROMPT
-        assert busy()  # and the slots are still all taken
+        with pytest.raises(JsonRpcError) as busy:  # a wait that would wait
+            jsonrpc(server.url, "countdown_wait", running, 0.5)
+        assert busy.value.data["faultcode"] == "Server.Busy"
     finally:
         jsonrpc(server.url, "countdown_cancel", running)
         for sock in socks:
