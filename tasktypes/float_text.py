@@ -6,7 +6,7 @@ A poll's reply writes three floats (a task's ``starttime``, ``duration`` and
 ``progress``), and ``repr``'s search for the shortest digits that read back
 as the same float is the largest single piece of the application's work in
 a poll: ~7.5 k instructions for a 17-digit float, of the ~90 k a JSON-RPC
-poll adds to the bare server (counted by callgrind). The same values come
+poll added to the bare server before (counted by callgrind). The same values come
 back poll after poll: a task's ``starttime`` never changes, a finished
 task's ``duration`` neither, its progress between two updates. So their
 texts are kept, at most ``LIMIT`` of them (all forgotten at once when full,

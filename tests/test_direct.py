@@ -92,6 +92,23 @@ def test_good_calls_answer_the_same_bytes(apps):
     assert call(direct, notification) == call(plain, notification) == ("204 No Content", b"")
 
 
+@pytest.fixture
+def finished_poll():
+    """``(direct, plain, state, request)``: both JSON-RPC paths of one
+    thread-store application, the stored state of a finished countdown (a
+    test sets its fields) and the request that polls it."""
+    store = ThreadStore(workers=1)
+    try:
+        application = make_application(services, store=store)
+        direct = application.mounts["/jsonrpc"]
+        plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
+                                   system_methods=direct.system_methods)
+        task_id = finished(direct, "countdown", [0, 0])
+        yield direct, plain, store._tasks[task_id], rpc("countdown_progress", [task_id])
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("fields", [
     {"message": 'a "quote", a \\ and 100% of \u00e9\u4e2d\x01\n'},
     {"message": "\ud800"},  # a lone surrogate: escaped as ASCII
@@ -101,48 +118,28 @@ def test_good_calls_answer_the_same_bytes(apps):
     {"progress": -0.0}, {"progress": 0.1 + 0.2}, {"starttime": 5e-324},
     {"endtime": 1.7976931348623157e308, "starttime": 1796632276.4512305},
 ])
-def test_odd_fields_of_a_progress_answer_the_same_bytes(fields):
+def test_odd_fields_of_a_progress_answer_the_same_bytes(finished_poll, fields):
     """Guards: a poll's response is written from a template where its
     fields are what the template takes (tasktypes.jsonrpc_results); any
     other value (None, an int or a bool for a float, NaN) is written as
     spyne's path writes it, escapes and errors included."""
-    store = ThreadStore(workers=1)
-    try:
-        application = make_application(services, store=store)
-        direct = application.mounts["/jsonrpc"]
-        plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
-                                   system_methods=direct.system_methods)
-        task_id = finished(direct, "countdown", [0, 0])
-        request = rpc("countdown_progress", [task_id])
-        assert call(direct, request) == call(plain, request)
-        state = store._tasks[task_id]
-        for name, value in fields.items():
-            setattr(state, name, value)
-        assert call(direct, request) == call(plain, request)
-        assert call(direct, request) == call(plain, request)  # a remembered text
-    finally:
-        store.close()
+    direct, plain, state, request = finished_poll
+    assert call(direct, request) == call(plain, request)
+    for name, value in fields.items():
+        setattr(state, name, value)
+    assert call(direct, request) == call(plain, request)
+    assert call(direct, request) == call(plain, request)  # a remembered text
 
 
-def test_signed_zero_progress_polls_answer_the_same_bytes():
+def test_signed_zero_progress_polls_answer_the_same_bytes(finished_poll):
     """Guards: 0.0 and -0.0 are equal keys with different texts; polls that
     alternate them answer what spyne's path answers each time."""
-    store = ThreadStore(workers=1)
-    try:
-        application = make_application(services, store=store)
-        direct = application.mounts["/jsonrpc"]
-        plain = JsonRpcApplication(direct.app, max_batch=direct.max_batch,
-                                   system_methods=direct.system_methods)
-        task_id = finished(direct, "countdown", [0, 0])
-        request = rpc("countdown_progress", [task_id])
-        state = store._tasks[task_id]
-        for value in (0.0, -0.0, 0.0, -0.0):
-            state.progress = state.starttime = value
-            answer = call(direct, request)
-            assert answer == call(plain, request)
-            assert ('"progress":%r' % value).encode() in answer[1]
-    finally:
-        store.close()
+    direct, plain, state, request = finished_poll
+    for value in (0.0, -0.0, 0.0, -0.0):
+        state.progress = state.starttime = value
+        answer = call(direct, request)
+        assert answer == call(plain, request)
+        assert ('"progress":%r' % value).encode() in answer[1]
 
 
 @pytest.mark.parametrize("params", [
