@@ -7,9 +7,10 @@ application with the same server code, settings and thread count as
     bench/.ladon-venv/bin/python bench/httpd.py --app ladon --port 8002
 
 Ladon's virtual environment has waitress but not spyne, so the tasktypes
-package (whose ``__init__`` imports spyne) is not imported: ``devserver``
-and ``defaults``, which import only waitress and each other, are loaded
-from the source tree as the modules of an empty ``tasktypes`` package.
+package (whose ``__init__`` imports spyne) is not imported: ``devserver``,
+``defaults`` and ``poll_loop``, which import only waitress and each other,
+are loaded from the source tree as the modules of an empty ``tasktypes``
+package.
 """
 
 import argparse

@@ -18,7 +18,12 @@ faster):
   (the floor: what the server costs to receive that body and answer);
 - ``tasktypes/thread``: ``python wsgi.py``, a poll of a finished task over
   JSON-RPC and over SOAP;
-- ``ladon``: Ladon 1.0.7's poll over its JSON-RPC 1.0 and SOAP 1.1.
+- ``ladon``: Ladon 1.0.7's poll over its JSON-RPC 1.0 and SOAP 1.1;
+- ``idle``: the floor's JSON-RPC poll once more, beside 100 idle keep-alive
+  connections (each has made one request): what an open connection adds to
+  every request (``tasktypes/poll_loop.py`` does not ask idle ones: a few
+  hundred instructions each, ``poll()``'s array, against ~8,600 when
+  waitress's own loop asked every connection twice a request).
 
 Per call: warm-up requests, ``callgrind_control --zero``, ``calls`` requests
 from one client on one keep-alive connection, ``callgrind_control --dump``;
@@ -42,6 +47,8 @@ WARMUP = 50
 PROTOCOLS = {"tasktypes/thread": ("jsonrpc", "soap"), "ladon": ("ladon", "ladon-soap")}
 #: Our protocol -> Ladon's, for the same poll.
 LADON_PEER = {"jsonrpc": "ladon", "soap": "ladon-soap"}
+#: Idle keep-alive connections beside the floor's poll, counted once more.
+IDLE_CONNECTIONS = 100
 #: Seconds one ``callgrind_control`` command may take.
 CONTROL_TIMEOUT = 120
 
@@ -91,6 +98,8 @@ def run(sizes, results, log, with_ladon=True):
                                    requests[protocol], calls, out_dir)
                     entry.setdefault(name, {})[protocol] = {
                         "instructions_per_call": round(total / calls)}
+                if name == "noop" and "jsonrpc" in requests:
+                    entry["idle"] = _beside_idle(server, requests["jsonrpc"], calls, out_dir)
             finally:
                 server.stop()
     compare(entry)
@@ -111,6 +120,22 @@ def _count(server, protocol, request, calls, out_dir):
         return total
     finally:
         client.close()
+
+
+def _beside_idle(server, request, calls, out_dir):
+    """The floor's JSON-RPC poll again, with ``IDLE_CONNECTIONS`` other
+    keep-alive connections open that have each made one request and then
+    wait: what every open connection adds to each request."""
+    idle = []
+    try:
+        for _ in range(IDLE_CONNECTIONS):
+            idle.append(Client(server.url, "noop"))
+            idle[-1].send(request)
+        total = _count(server, "noop", request, calls, out_dir)
+    finally:
+        for client in idle:
+            client.close()
+    return {"connections": IDLE_CONNECTIONS, "instructions_per_call": round(total / calls)}
 
 
 def _poll(server, protocol):
@@ -164,6 +189,9 @@ def compare(entry):
     same bytes), and Ladon's instructions per poll over ours."""
     floor = entry.get("noop", {})
     ladon = entry.get("ladon", {})
+    if "idle" in entry and "jsonrpc" in floor:
+        entry["idle"]["x_floor"] = round(entry["idle"]["instructions_per_call"]
+                                         / floor["jsonrpc"]["instructions_per_call"], 2)
     for name in ("tasktypes/thread", "ladon"):
         for protocol, figures in entry.get(name, {}).items():
             if protocol in floor:

@@ -2,21 +2,44 @@
 ``lookup_fill`` finished tasks stored, per store: a lookup must not slow
 down as tasks pile up.
 
-Per store, two servers side by side, one with each fill; polls alternate
-between them in blocks so that the machine's noise hits both alike. The
+Per store, two servers side by side, one with each fill, both (and
+Redis) on one CPU and this client on the other; polls alternate between them in blocks so
+that the machine's noise hits both alike. The
 thread store's servers fill themselves (``bench/serve.py``); the Redis
 store's big fill is one task made through ``RedisStore``'s API and copies
 of its keys under new ids (found by the id, not by the store's insides),
 written with pipelines.
 """
 
+import os
 import time
 
 from bench import servers
 from bench.client import Client, finished_task
+from bench.procstat import pin, split_cpus
 from bench.stats import ratio, summary_us
 
 SMALL_FILL = 10
+
+
+def pinned(run, started, redis_server):
+    """``run()`` with the servers ``started`` and Redis on one CPU and this
+    process on the other, as the part ``polls`` pins them: otherwise
+    whichever server shares a CPU with the client answers slower, and the
+    ratio says so."""
+    server_cpu, client_cpu = split_cpus()
+    if server_cpu is None:
+        return run()
+    own = os.sched_getaffinity(0)
+    for server in started:
+        pin(server.processes(), server_cpu)
+    pin([redis_server.pid], server_cpu)
+    os.sched_setaffinity(0, {client_cpu})
+    try:
+        return run()
+    finally:
+        os.sched_setaffinity(0, own)
+        pin([redis_server.pid], own)  # the other parts share Redis unpinned
 
 
 def measure(targets, polls, block=50):
@@ -93,16 +116,17 @@ def run(sizes, redis_server, results, log):
     log("lookup: thread store, %d and %d tasks" % (SMALL_FILL, big))
     with servers.tasktypes_server("thread", fill=SMALL_FILL) as small, \
             servers.tasktypes_server("thread", fill=big) as large:
-        entry["thread"] = measure({str(SMALL_FILL): (small.url, fresh_tasks(small.url)),
-                                   str(big): (large.url, fresh_tasks(large.url))}, polls)
+        targets = {str(SMALL_FILL): (small.url, fresh_tasks(small.url)),
+                   str(big): (large.url, fresh_tasks(large.url))}
+        entry["thread"] = pinned(lambda: measure(targets, polls), (small, large), redis_server)
     log("lookup: redis store, %d and %d tasks" % (SMALL_FILL, big))
     redis_server.flush()
     urls = [redis_server.url[:-1] + str(db) for db in (1, 2)]  # .../0 -> .../1, .../2
     ids = [fill_redis(url, fill) for url, fill in zip(urls, (SMALL_FILL, big))]
     with servers.tasktypes_server("redis", urls[0]) as small, \
             servers.tasktypes_server("redis", urls[1]) as large:
-        entry["redis"] = measure({str(SMALL_FILL): (small.url, ids[0]),
-                                  str(big): (large.url, ids[1])}, polls)
+        targets = {str(SMALL_FILL): (small.url, ids[0]), str(big): (large.url, ids[1])}
+        entry["redis"] = pinned(lambda: measure(targets, polls), (small, large), redis_server)
     for store in ("thread", "redis"):
         figures = entry[store]
         figures["ratio_median"] = ratio(figures[str(big)]["median_us"],

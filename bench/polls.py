@@ -26,8 +26,9 @@ idle again, so that no task runs into the next point.
 
 Per point: calls per server CPU-second, the server's CPU read from /proc
 (utime + stime of its process and of its worker processes, the Redis
-server's apart), the server pinned to one CPU and this client process to
-the other, and the client's CPU beside it.
+server's apart; the web process's utime and stime apart too: its own code
+and the kernel's work for it), the server pinned to one CPU and this
+client process to the other, and the client's CPU beside it.
 """
 
 import os
@@ -35,7 +36,8 @@ import os
 from bench import servers, venvs
 from bench.client import Client, finished_task
 from bench.load import run_load
-from bench.procstat import cpu_seconds, pin, session_cpu_seconds, split_cpus, wait_idle
+from bench.procstat import (cpu_seconds, pin, session_cpu_seconds, split_cpus, system_seconds,
+                            user_seconds, wait_idle)
 from bench.stats import ratio
 
 CLIENTS = (1, 8)
@@ -129,7 +131,9 @@ def run(sizes, redis_server, results, log, with_ladon=True):
                 server = started[name]
                 pin(server.processes(), server_cpu)  # worker processes started since
                 readers = {"server": lambda: session_cpu_seconds(server.pid),
-                           "process": lambda: cpu_seconds(server.pid)}
+                           "process": lambda: cpu_seconds(server.pid),
+                           "user": lambda: user_seconds(server.pid),
+                           "system": lambda: system_seconds(server.pid)}
                 if name.endswith("/redis"):
                     readers["redis"] = lambda: cpu_seconds(redis_server.pid)
                 figures = run_load(server.url, protocol, request, clients, seconds, readers)
@@ -177,6 +181,9 @@ def figures_of(total):
         # the server process alone, its worker processes left out: what the
         # web tier spends on a submission whose task runs elsewhere
         figures["process_us_per_call"] = round(total["process_cpu_s"] / calls * 1e6, 1)
+        # the same process's CPU, its own code's and the kernel's for it
+        figures["user_us_per_call"] = round(total["user_cpu_s"] / calls * 1e6, 1)
+        figures["system_us_per_call"] = round(total["system_cpu_s"] / calls * 1e6, 1)
     if "redis_cpu_s" in total and calls:
         figures["redis_us_per_call"] = round(total["redis_cpu_s"] / calls * 1e6, 1)
     return figures

@@ -37,6 +37,20 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def user_seconds(pid):
+    """utime of one process so far: the CPU it spent running its own code
+    (0.0 if it is gone)."""
+    fields = _stat(pid)
+    return 0.0 if fields is None else int(fields[11]) / CLK_TCK
+
+
+def system_seconds(pid):
+    """stime of one process so far: the kernel's work for it (system calls,
+    thread switches; 0.0 if it is gone)."""
+    fields = _stat(pid)
+    return 0.0 if fields is None else int(fields[12]) / CLK_TCK
+
+
 def session_cpu_seconds(sid):
     """utime + stime + cutime + cstime of every live process of session
     ``sid`` (a ``ServerProcess``'s pid is its session's id)."""

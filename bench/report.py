@@ -140,6 +140,39 @@ def polls_table(results):
                    "web process alone µs/call (8)", "Redis µs/call (8)", "client µs/call (busy), 8"], rows)
 
 
+#: The rows of the user / system table: the floor and the progress polls.
+SPLIT_ROWS = (("noop", "noop", "noop"), ("tasktypes/thread", "jsonrpc", "progress"),
+              ("ladon", "ladon", "progress"), ("tasktypes/thread", "soap", "progress"),
+              ("ladon", "ladon-soap", "progress"))
+
+
+def split_table(results):
+    """The web process's CPU per call as its own code's (user) and the
+    kernel's for it (system), for the floor and the progress polls: what
+    an application adds is user time; the kernel's share is the server's."""
+    polls = results["polls"]
+    floor = polls.get("noop", {}).get("noop", {}).get("noop", {})
+    rows = []
+    for server, protocol, call in SPLIT_ROWS:
+        levels = polls.get(server, {}).get(protocol, {}).get(call)
+        if not levels:
+            continue
+        row = [server, PROTOCOL_NAMES.get(protocol, protocol), call]
+        for clients in ("1", "8"):
+            f = levels.get(clients, {})
+            row.append("%s / %s" % (_num(f.get("user_us_per_call"), 0),
+                                    _num(f.get("system_us_per_call"), 0)))
+        for clients in ("1", "8"):
+            f, bare = levels.get(clients, {}), floor.get(clients, {})
+            row.append(_num(f["user_us_per_call"] - bare["user_us_per_call"], 0)
+                       if server != "noop" and "user_us_per_call" in f
+                       and "user_us_per_call" in bare else "")
+        rows.append(row)
+    return _table(["server", "protocol", "call", "user / system µs, 1 client",
+                   "user / system µs, 8 clients", "user µs above floor, 1 client",
+                   "user µs above floor, 8 clients"], rows)
+
+
 def queue_table(results):
     queue = results["queue"]
     rows = []
@@ -205,6 +238,9 @@ def markdown(results):
                 "× Ladon: calls per server CPU-second against Ladon's same call and "
                 "protocol; floor: the do-nothing application's µs", ""]
         out += polls_table(results)
+        out += ["", "**User and system CPU** of the web process per call (the same "
+                "rounds): what an application adds is its own code's (user) time", ""]
+        out += split_table(results)
     if results["queue"]:
         out += ["", "**The queue** (Redis): tasktypes' worker service against RQ", ""]
         out += queue_table(results)
@@ -231,6 +267,12 @@ def markdown(results):
                 "floor: the do-nothing application sent the same bytes"
                 % results["instructions"].get("calls"), ""]
         out += instructions_table(results)
+        idle = results["instructions"].get("idle")
+        if idle:
+            out += ["", "The floor's JSON-RPC poll beside {} idle keep-alive connections: "
+                    "{:,} instructions ({} the floor alone)".format(
+                        idle["connections"], idle["instructions_per_call"],
+                        _x(idle.get("x_floor")))]
     if results["targets"]:
         out += ["", "**Targets**", ""]
         out += _table(["target", "where it lands", ""],

@@ -126,6 +126,8 @@ REQUEST_TIMEOUT = 30.0
 IDLE_TIMEOUT = 60
 #: Most connections open at once (fewer if the process may open fewer files).
 MAX_CONNECTIONS = 1000
+#: Seconds between two checks of every connection for the two timeouts above.
+CLEANUP_INTERVAL = 1
 
 # -- the Redis store -----------------------------------------------------------
 

@@ -46,10 +46,9 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import TcpWSGIServer
 
-from .defaults import IDLE_TIMEOUT, MAX_CONNECTIONS
+from .defaults import CLEANUP_INTERVAL, IDLE_TIMEOUT, MAX_CONNECTIONS
 from .defaults import REQUEST_TIMEOUT as DEFAULT_REQUEST_TIMEOUT, SERVER_THREADS as DEFAULT_THREADS
-
-
+from .poll_loop import PollLoop
 
 
 class CannotListen(OSError):
@@ -82,6 +81,15 @@ class _Channel(HTTPChannel):
         self.spoke = True
         return super().received(data)
 
+    def add_channel(self, map=None):
+        super().add_channel(map)
+        self.server.poll_loop.changed(self._fileno)
+
+    def del_channel(self, map=None):
+        fd = self._fileno  # None after
+        super().del_channel(map)
+        self.server.poll_loop.changed(fd)
+
 
 class DeadlineServer(TcpWSGIServer):
     """waitress's TCP server, with a total deadline per request."""
@@ -92,6 +100,7 @@ class DeadlineServer(TcpWSGIServer):
         self.request_timeout = request_timeout
         self.stopping = False
         super().__init__(application, adj=Adjustments(**options))
+        self.poll_loop = PollLoop(self)
 
     def maintenance(self, now):
         super().maintenance(now)  # idle connections
@@ -109,8 +118,7 @@ class DeadlineServer(TcpWSGIServer):
         """Serve until ``stop()``, SIGTERM or Ctrl-C."""
         try:
             while not self.stopping:
-                wasyncore.loop(timeout=self.adj.asyncore_loop_timeout, map=self._map,
-                               use_poll=True, count=1)
+                self.poll_loop.once(self.adj.asyncore_loop_timeout)
         except (SystemExit, KeyboardInterrupt):
             pass
         finally:
@@ -135,8 +143,7 @@ def make_server(application, host="127.0.0.1", port=8000, threads=DEFAULT_THREAD
         host=host, port=port, threads=threads, server_name=host, ident="tasktypes",
         connection_limit=_connection_limit(), asyncore_use_poll=True,
         channel_timeout=IDLE_TIMEOUT,
-        # maintenance() runs this often: the deadline is kept to a second.
-        cleanup_interval=1,
+        cleanup_interval=CLEANUP_INTERVAL,
         # A client that drops its connection is not the server's error.
         log_socket_errors=False)
     if max_body:

@@ -74,6 +74,7 @@ def test_nothing_unavailable(results):
 
 def test_polls_figures(results):
     from bench.polls import CLIENTS, PLAN
+    from bench.procstat import CLK_TCK
 
     polls = results["polls"]
     assert set(polls) == set(PLAN)
@@ -87,6 +88,13 @@ def test_polls_figures(results):
                                 "client_us_per_call", "process_us_per_call"):
                         assert positive(f[key]), (server, protocol, call, key, f)
                     assert f["client_busy"] >= 0
+                    # the web process's CPU as its own code's and the kernel's:
+                    # the two add up to it, give or take a clock tick of each
+                    # (the three are read one after the other)
+                    assert f["user_us_per_call"] >= 0 and f["system_us_per_call"] >= 0
+                    tick = 1e6 / CLK_TCK / f["calls"]
+                    assert abs(f["user_us_per_call"] + f["system_us_per_call"]
+                               - f["process_us_per_call"]) <= 2 * tick + 0.2, f
                     assert len(f["rounds_server_us_per_call"]) == \
                         results["settings"]["sizes"]["polls_rounds"]
                     if server != "noop":
@@ -96,6 +104,14 @@ def test_polls_figures(results):
                     if server.startswith("tasktypes") and call in ("echo", "progress"):
                         assert positive(f["x_ladon"])
                     assert ("redis_us_per_call" in f) == server.endswith("/redis")
+
+
+def test_user_and_system_table(results):
+    table = results["_table"]
+    assert "**User and system CPU**" in table
+    for row in ("| noop | - | noop |", "| tasktypes/thread | JSON-RPC | progress |",
+                "| ladon | JSON-RPC 1.0 | progress |"):
+        assert table.count(row) == 2, row  # in the CPU table and in this one
 
 
 def test_queue_figures(results):
@@ -157,6 +173,14 @@ def test_instructions_figures(results):
                 assert figures["above_floor"] > 0, (server, protocol, figures)
     for figures in entry["tasktypes/thread"].values():
         assert positive(figures["x_ladon"]) and positive(figures["x_ladon_above_floor"])
+    from bench.instructions import IDLE_CONNECTIONS
+
+    idle = entry["idle"]  # the floor again, beside idle connections
+    assert idle["connections"] == IDLE_CONNECTIONS
+    assert 50_000 < idle["instructions_per_call"] < 50_000_000
+    assert idle["x_floor"] == round(idle["instructions_per_call"]
+                                    / entry["noop"]["jsonrpc"]["instructions_per_call"], 2)
+    assert "idle keep-alive connections" in results["_table"]
     assert "**Instructions per progress poll**" in results["_table"]
 
 
