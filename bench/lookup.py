@@ -3,9 +3,9 @@
 down as tasks pile up.
 
 Per store, two servers side by side, one with each fill, both (and
-Redis) on one CPU and this client on the other; polls alternate between them in blocks so
-that the machine's noise hits both alike. The
-thread store's servers fill themselves (``bench/serve.py``); the Redis
+Redis) on one CPU and this client on the other; polls alternate between
+them in blocks so that the machine's noise hits both alike. The thread
+store's servers fill themselves (``bench/serve.py``); the Redis
 store's big fill is one task made through ``RedisStore``'s API and copies
 of its keys under new ids (found by the id, not by the store's insides),
 written with pipelines.

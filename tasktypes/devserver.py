@@ -30,6 +30,10 @@ What waitress lacks, added here:
   new clients wait in the listen backlog until a connection closes. Bodies
   are buffered up to the application's ``max_body`` (beyond it waitress
   answers 413 itself), not waitress's 1 GiB.
+- An event loop that asks a connection whether it reads or writes only
+  when something may have changed its answer (``tasktypes/poll_loop.py``):
+  waitress's own loop asked every open connection twice a request, so
+  idle keep-alive connections made every request dearer.
 
 Production deployments use Apache mod_wsgi (``apache/``), where
 mod_reqtimeout does the same job.
