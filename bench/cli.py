@@ -1,7 +1,7 @@
 """``python -m bench``: run the benchmark's parts, print the markdown tables
 for the README's "Performance" section, write ``bench/results.json``.
 
-    python -m bench                         # everything, about 8 minutes
+    python -m bench                         # everything, about 6 minutes
     python -m bench --only polls --quick    # one part, a tenth of the time
     python -m bench --scale 0.01 --output /tmp/results.json   # the smoke test's
 

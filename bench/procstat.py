@@ -29,26 +29,27 @@ def _stat(pid):
         return None
 
 
+def _seconds(pid, fields):
+    """The sum of the /proc/<pid>/stat ``fields`` (utime 11, stime 12), in
+    seconds (0.0 if the process is gone)."""
+    stat = _stat(pid)
+    return 0.0 if stat is None else sum(int(stat[i]) for i in fields) / CLK_TCK
+
+
 def cpu_seconds(pid):
-    """utime + stime of one process so far (0.0 if it is gone)."""
-    fields = _stat(pid)
-    if fields is None:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """utime + stime of one process so far."""
+    return _seconds(pid, (11, 12))
 
 
 def user_seconds(pid):
-    """utime of one process so far: the CPU it spent running its own code
-    (0.0 if it is gone)."""
-    fields = _stat(pid)
-    return 0.0 if fields is None else int(fields[11]) / CLK_TCK
+    """utime of one process so far: the CPU it spent running its own code."""
+    return _seconds(pid, (11,))
 
 
 def system_seconds(pid):
     """stime of one process so far: the kernel's work for it (system calls,
-    thread switches; 0.0 if it is gone)."""
-    fields = _stat(pid)
-    return 0.0 if fields is None else int(fields[12]) / CLK_TCK
+    thread switches)."""
+    return _seconds(pid, (12,))
 
 
 def session_cpu_seconds(sid):

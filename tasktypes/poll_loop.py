@@ -31,9 +31,10 @@ asked again only when something may have changed its answers:
 - the server's ``maintenance`` ran (each ``cleanup_interval``): it marks
   idle and overdue connections to be closed, so every connection is asked.
 
-The listener and the trigger are asked every time (the listener's
-``readable()`` is what runs ``maintenance``, and it stops accepting at the
-connection limit). Events are handled by wasyncore's own ``readwrite``.
+The listener is asked every time (its ``readable()`` is what runs
+``maintenance``, and it stops accepting at the connection limit); the
+trigger once (always readable, never writable). Events are handled by
+wasyncore's own ``readwrite``.
 
 waitress's internals read here, as 3.0.2 has them (pyproject.toml keeps
 waitress below 4): the server's ``_map``, ``_fileno``, ``trigger`` (its
@@ -61,8 +62,8 @@ class PollLoop:
         self.registered = {}  # fd -> the flags poll() watches it for
         self.dirty = set(self.map)  # fds whose flags must be asked again
         self.busy = set()  # fds of channels with a request in a handler thread
-        self.always = (server._fileno, server.trigger._fileno)
-        self.trigger_fd = server.trigger._fileno
+        self.listener = server._fileno
+        self.trigger_fd = server.trigger._fileno  # always readable, never writable
 
     def changed(self, fd):
         """A connection on ``fd`` was added to the map or removed from it
@@ -72,8 +73,7 @@ class PollLoop:
     def once(self, timeout):
         """Wait up to ``timeout`` seconds for events and handle them."""
         cleanup = self.server.next_channel_cleanup
-        for fd in self.always:
-            self._ask(fd)  # the listener's readable() may run maintenance
+        self._ask(self.listener)  # its readable() may run maintenance
         if self.server.next_channel_cleanup != cleanup:
             self.dirty.update(list(self.map))
         while self.dirty:

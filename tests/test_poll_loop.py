@@ -61,7 +61,7 @@ class Server:
     def only_listening(self):
         """Every connection closed is forgotten: only the listener and the
         trigger stay registered."""
-        return set(self.loop.registered) == set(self.loop.always)
+        return set(self.loop.registered) == {self.loop.listener, self.loop.trigger_fd}
 
 
 @pytest.fixture
